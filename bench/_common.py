@@ -1,0 +1,80 @@
+"""Shared helpers of the benchmark scripts: machine description, timing statistics, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """What ran the benchmark: CPU, cores, OS, Python and library versions, git commit."""
+    return {
+        "cpu": _cpu_model(),
+        "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "mujoco": _version("mujoco"),
+        "torch": _version("torch"),
+        "onnxruntime": _version("onnxruntime"),
+        "git_commit": _git_commit(),
+    }
+
+
+def stats_ms(samples_s: list[float] | np.ndarray) -> dict[str, float]:
+    """Median / p99 / max / mean of wall times given in seconds, reported in milliseconds."""
+    a = np.asarray(samples_s, dtype=np.float64) * 1e3
+    return {
+        "median_ms": float(np.median(a)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "max_ms": float(a.max()),
+        "mean_ms": float(a.mean()),
+        "n": int(a.size),
+    }
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    """Write ``docs/results/<name>`` (pretty JSON, via a temp file) and print the JSON to stdout."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / name
+    text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    print(text, end="")
+    return path

@@ -1,0 +1,125 @@
+"""``fr3-reach``: bring the TCP to a random target in a reachable box and stop there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sim.env import FR3Env, FR3EnvConfig
+from sim.physics import FR3Sim
+from sim.tasks.base import Reward
+from sim.tasks.registry import register
+from wm_control.errors import ConfigError, check_range
+from wm_control.kinematics import tcp_jacobian
+from wm_control.observation import REACH_LAYOUT, reach_observation
+from wm_control.robot import FR3
+
+__all__ = ["ReachConfig", "ReachTask", "make_reach"]
+
+
+@dataclass(frozen=True)
+class ReachConfig:
+    """Episode sampling and reward weights of ``fr3-reach`` (all SI units, base frame).
+
+    target_low / target_high: corners of the box targets are drawn from [m].
+    initial_joint_noise: half-width of the uniform noise on the start pose [rad].
+    success_radius: TCP-to-target distance that counts as reached [m].
+    rest_speed: TCP speed below which the arm counts as at rest [m/s].
+    reward = far_weight (1 - tanh(d / far_scale)) + near_weight (1 - tanh(d / near_scale))
+             - speed_weight tanh(v_tcp / speed_scale) - reflex_penalty [on the tick a reflex fires];
+    with the defaults it lies in [-1.05, 1].
+    """
+
+    target_low: tuple[float, float, float] = (0.30, -0.30, 0.15)
+    target_high: tuple[float, float, float] = (0.65, 0.30, 0.55)
+    initial_joint_noise: float = 0.1
+    success_radius: float = 0.02
+    rest_speed: float = 0.05
+    far_weight: float = 0.6
+    far_scale: float = 0.15
+    near_weight: float = 0.4
+    near_scale: float = 0.02
+    speed_weight: float = 0.05
+    speed_scale: float = 0.5
+    reflex_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("target_low", "target_high"):
+            v = getattr(self, name)
+            if len(v) != 3:
+                raise ConfigError(f"ReachConfig.{name} must have 3 values (x, y, z in m); got {v!r}")
+        for i, (lo, hi) in enumerate(zip(self.target_low, self.target_high, strict=True)):
+            if lo > hi:
+                raise ConfigError(f"ReachConfig.target_low[{i}]={lo} exceeds target_high[{i}]={hi}")
+            check_range(f"ReachConfig.target_high[{i}]", hi, -1.0, 1.0)
+            check_range(f"ReachConfig.target_low[{i}]", lo, -1.0, 1.0)
+        check_range("ReachConfig.initial_joint_noise", self.initial_joint_noise, 0.0, 0.5)
+        check_range("ReachConfig.success_radius", self.success_radius, 0.0, 0.5, low_inclusive=False)
+        check_range("ReachConfig.rest_speed", self.rest_speed, 0.0, 2.0, low_inclusive=False)
+        for name in ("far_weight", "near_weight", "speed_weight", "reflex_penalty"):
+            check_range(f"ReachConfig.{name}", getattr(self, name), 0.0, 100.0)
+        for name in ("far_scale", "near_scale", "speed_scale"):
+            check_range(f"ReachConfig.{name}", getattr(self, name), 0.0, 10.0, low_inclusive=False)
+
+
+class ReachTask:
+    """Reach a target point with the TCP (see ``ReachConfig``)."""
+
+    layout = REACH_LAYOUT
+
+    def __init__(self, config: ReachConfig = ReachConfig()) -> None:
+        self.config = config
+        self.target = np.zeros(3)
+        self._low = np.asarray(config.target_low)
+        self._high = np.asarray(config.target_high)
+
+    def reset(self, physics: FR3Sim, rng: np.random.Generator) -> np.ndarray:  # noqa: D102
+        self.target = rng.uniform(self._low, self._high)
+        lim = FR3.limits
+        assert FR3.start_q is not None
+        noise = rng.uniform(-1.0, 1.0, size=7) * self.config.initial_joint_noise
+        return np.clip(FR3.start_q + noise, lim.q_min + 0.1, lim.q_max - 0.1)
+
+    def observation(self, physics: FR3Sim, q: np.ndarray, dq: np.ndarray) -> np.ndarray:  # noqa: D102
+        return reach_observation(FR3, q, dq, self.target)
+
+    def evaluate(self, physics: FR3Sim) -> Reward:  # noqa: D102
+        c = self.config
+        d = float(np.linalg.norm(self.target - physics.tcp_position))
+        v = float(np.linalg.norm(tcp_jacobian(FR3, physics.q)[:3] @ physics.dq))
+        terms = {
+            "far": c.far_weight * (1.0 - np.tanh(d / c.far_scale)),
+            "near": c.near_weight * (1.0 - np.tanh(d / c.near_scale)),
+            "speed": -c.speed_weight * np.tanh(v / c.speed_scale),
+        }
+        if physics.reflex is not None:
+            terms["reflex"] = -c.reflex_penalty
+        terms = {k: float(x) for k, x in terms.items()}
+        success = d <= c.success_radius and v <= c.rest_speed
+        return Reward(sum(terms.values()), terms, success, {"distance": d, "tcp_speed": v})
+
+    def goal_marker(self) -> np.ndarray | None:  # noqa: D102
+        return self.target
+
+
+@register(
+    "fr3-reach",
+    gym_id="wm_control/FR3Reach-v0",
+    tags=("fr3", "reach", "state"),
+    description="FR3 + Franka Hand: move the TCP within 2 cm of a random target and stop",
+)
+def make_reach(
+    env: FR3EnvConfig | dict[str, Any] | None = None,
+    task: ReachConfig | dict[str, Any] | None = None,
+    render_mode: str | None = None,
+) -> FR3Env:
+    """Build the ``fr3-reach`` env; configs may be dataclasses or plain dicts of their fields."""
+    env_cfg = FR3EnvConfig.from_any(env)
+    task_cfg = task if isinstance(task, ReachConfig) else ReachConfig(**_tuples(task or {}))
+    return FR3Env(ReachTask(task_cfg), env_cfg, render_mode=render_mode)
+
+
+def _tuples(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
