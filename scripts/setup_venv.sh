@@ -18,15 +18,24 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV with $("$PYTHON" --version)"
   "$PYTHON" -m venv "$VENV"
 fi
-pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+# Some machines' pip configuration names index folders that do not exist; drop that noise only.
+pip_install() {
+  local status
+  set +e
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 |
+    grep -v "^WARNING: Location '.*' is ignored: it is neither a file nor a directory."
+  status=${PIPESTATUS[0]}
+  set -e
+  return "$status"
+}
 # torch first and on its own, so the package's loose 'torch>=2.4' never pulls a multi-GB CUDA build.
 if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
   echo "setup: installing $TORCH_SPEC"
   # shellcheck disable=SC2086
-  "${pip[@]}" $TORCH_SPEC
+  pip_install $TORCH_SPEC
 fi
 echo "setup: installing wm-control (editable) with the ros and dev extras, pinned by requirements/constraints.txt"
-"${pip[@]}" -c requirements/constraints.txt -e ".[ros,dev]"
+pip_install -c requirements/constraints.txt -e ".[ros,dev]"
 "$VENV/bin/python" - <<'PY'
 import importlib, sys
 missing = [m for m in ("torch", "mujoco", "dm_control", "gymnasium", "rclpy", "onnxruntime", "wm_control", "sim")
