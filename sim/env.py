@@ -104,6 +104,11 @@ class FR3Env(gym.Env[np.ndarray, np.ndarray]):
         self._done = True
         self._success_time: float | None = None
 
+    @property
+    def episode_length(self) -> int:
+        """Control steps per episode (fixed unless a reflex ends it early)."""
+        return self.config.episode_steps
+
     # --- gymnasium API -------------------------------------------------------------------------
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

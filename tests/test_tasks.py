@@ -11,7 +11,7 @@ from wm_control.errors import ConfigError, InputError, WmControlError
 
 ALL_TASKS = sim.list_tasks()
 # Reward range per step, per task family.
-REWARD_BOUNDS = {"fr3": (-1.05, 1.0), "dmc": (0.0, 2.0)}
+REWARD_BOUNDS = {"fr3": (-10.2, 10.0), "dmc": (0.0, 2.0)}
 
 
 def _family(name: str) -> str:

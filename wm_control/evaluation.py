@@ -16,14 +16,15 @@ __all__ = ["EpisodeResult", "EvalSummary", "run_episode", "summarize"]
 
 @dataclass(frozen=True)
 class EpisodeResult:
-    """One episode: total reward, length, success (``info["is_success"]`` at the end), time to
-    success [s] (NaN if never), the reflex reason if one ended it, and optional frames.
+    """One episode: total reward, length, success (``info["is_success"]`` at the end; None when the
+    env does not report success), time to success [s] (NaN if never), the reflex reason if one ended
+    it, and optional frames.
     """
 
     seed: int
     episode_return: float
     length: int
-    success: bool
+    success: bool | None
     time_to_success: float
     reflex: str | None
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
@@ -73,7 +74,7 @@ def run_episode(
         seed=seed,
         episode_return=total,
         length=steps,
-        success=bool(info.get("is_success", False)),
+        success=bool(info["is_success"]) if "is_success" in info else None,
         time_to_success=float(info.get("time_to_target", float("nan"))),
         reflex=info.get("reflex"),
         frames=frames,
@@ -81,14 +82,17 @@ def run_episode(
 
 
 def summarize(results: list[EpisodeResult]) -> EvalSummary:
-    """Mean/std return, success rate, median time to success over successful episodes, reflex count."""
+    """Mean/std return, success rate (NaN if the env reports none), median time to success over
+    successful episodes, reflex count.
+    """
     returns = np.array([r.episode_return for r in results], dtype=np.float64)
     times = np.array([r.time_to_success for r in results if r.success and not math.isnan(r.time_to_success)])
+    reported = results and all(r.success is not None for r in results)
     return EvalSummary(
         episodes=len(results),
         return_mean=float(returns.mean()) if len(returns) else float("nan"),
         return_std=float(returns.std()) if len(returns) else float("nan"),
-        success_rate=float(np.mean([r.success for r in results])) if results else float("nan"),
+        success_rate=float(np.mean([bool(r.success) for r in results])) if reported else float("nan"),
         time_to_success_median=float(np.median(times)) if len(times) else float("nan"),
         reflexes=sum(r.reflex is not None for r in results),
     )

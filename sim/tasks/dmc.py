@@ -89,6 +89,11 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         self._steps = 0
         self._done = True
 
+    @property
+    def episode_length(self) -> int:
+        """Agent steps per episode."""
+        return self.config.episode_steps
+
     @staticmethod
     def _flatten(obs: dict[str, np.ndarray]) -> np.ndarray:
         return np.concatenate([np.asarray(v, dtype=np.float32).reshape(-1) for v in obs.values()])

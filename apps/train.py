@@ -1,0 +1,112 @@
+"""``wm-control-train``: TD-MPC2 online training (hydra; see configs/train.yaml).
+
+    wm-control-train task=fr3-reach model=small train.steps=30000
+    wm-control-train task=dmc/cartpole-swingup model=5M train.seed=2
+    wm-control-train resume=runs/fr3-reach/2026-11-22_10-00-00 train.steps=60000
+    wm-control-train -m train.seed=1,2,3          # hydra multirun
+
+Each run folder holds config.yaml, metrics/{train,eval}.csv, tb/ (TensorBoard), videos/,
+curve.png and checkpoints/. Ctrl-C saves a checkpoint before exiting.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from apps.common import build_agent, config_dir, env_factory, register_resolvers, set_threads
+
+# Keys a resumed run may change: the schedule and logging, not what is learned.
+RESUMABLE_CHANGES = (
+    "train.steps",
+    "train.eval_freq",
+    "train.eval_episodes",
+    "train.checkpoint_freq",
+    "train.keep_checkpoints",
+    "train.save_video",
+    "train.progress",
+    "threads",
+    "resume",
+    "run_dir",
+)
+
+
+def run(cfg: dict[str, Any], run_dir: Path) -> int:
+    """Train as ``cfg`` says into ``run_dir``; returns the exit code (130 after Ctrl-C)."""
+    import yaml
+
+    from wm_control import native
+    from wm_control.config import from_dict
+    from wm_control.errors import ConfigError
+    from wm_control.training.checkpoint import config_differences, load_checkpoint
+    from wm_control.training.logger import RunLogger
+    from wm_control.training.trainer import TrainConfig, Trainer
+
+    set_threads(cfg.get("threads"))
+    native.tune_allocator()
+    make_env = env_factory(cfg["task"])
+    probe = make_env(False)
+    agent = build_agent(cfg, probe)
+    probe.close()
+    train_cfg = from_dict(TrainConfig, cfg["train"], "train")
+    trainer = Trainer(make_env, agent, train_cfg, run_dir, cfg, title=cfg["task"]["name"])
+    if cfg.get("resume"):
+        ckpt = load_checkpoint(cfg["resume"])
+        diffs = [d for d in config_differences(ckpt.config, cfg) if not d.startswith(RESUMABLE_CHANGES)]
+        if diffs:
+            raise ConfigError(
+                f"cannot resume {ckpt.path}: the config differs from the checkpoint's: {'; '.join(diffs)}"
+            )
+        trainer.restore(ckpt)
+        print(f"resuming {ckpt.path} at step {trainer.step}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    print(
+        f"training {cfg['task']['name']}: model {cfg['model']['preset']} "
+        f"({agent.model.num_parameters() / 1e6:.2f} M params), "
+        f"{train_cfg.steps} steps, discount {agent.discount:.4f}, seed steps {trainer.seed_steps}, "
+        f"kernels: {native.status()}; run folder {run_dir}"
+    )
+    logger = RunLogger(run_dir)
+    try:
+        result = trainer.train(logger)
+    finally:
+        logger.close()
+    ev = result.last_eval
+    summary = f"{result.steps} steps, {result.episodes} episodes in {result.wall_s / 60:.1f} min"
+    if ev is not None:
+        summary += f"; last eval return {ev.return_mean:.1f}"
+        if ev.success_rate == ev.success_rate:
+            summary += f", success {ev.success_rate:.0%}"
+    print(("interrupted: " if result.interrupted else "done: ") + summary + f"; checkpoint {result.checkpoint}")
+    return 130 if result.interrupted else 0
+
+
+def main() -> None:
+    """Console entry point."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig, OmegaConf
+
+    from wm_control.errors import WmControlError
+
+    register_resolvers()
+
+    @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
+    def _main(cfg: DictConfig) -> int:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        assert isinstance(plain, dict)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        plain["run_dir"] = str(run_dir)
+        try:
+            return run(plain, run_dir)  # type: ignore[arg-type]
+        except WmControlError as exc:
+            print(f"wm-control-train: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+
+    sys.exit(_main())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Collect the evaluation curves of DMC training runs into one CSV and plot.
+
+    python bench/dmc_curve.py --task cartpole-swingup --runs runs/dmc/cartpole-swingup/<a> [...]
+
+Writes docs/results/dmc_<task>.csv (columns step,return,seed) and docs/results/dmc_<task>.png, with
+the TD-MPC2 paper's 100k-step result for reference when known.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+from pathlib import Path
+
+import yaml
+from _common import RESULTS
+
+# TD-MPC2 paper (5M model), episode return at 100k environment steps: mean and range over 3 seeds.
+PAPER_100K = {"cartpole-swingup": (839.0, 790.0, 868.0)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True, help="DMC task name without the dmc/ prefix")
+    parser.add_argument("--runs", nargs="+", required=True, help="run folders")
+    args = parser.parse_args()
+    rows = []
+    notes = []
+    for run in args.runs:
+        run = Path(run)
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        if cfg["task"]["name"] != f"dmc/{args.task}":
+            raise SystemExit(f"{run} trains {cfg['task']['name']}, not dmc/{args.task}")
+        seed = int(cfg["train"]["seed"])
+        notes.append(f"seed {seed}: model {cfg['model']['preset']}, planner {cfg['planner']}")
+        with open(run / "metrics" / "eval.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                # DMC steps are agent steps (action repeat 2); the paper counts environment steps.
+                rows.append(
+                    {
+                        "step": int(r["step"]) * int(cfg["task"]["env"]["action_repeat"]),
+                        "return": float(r["return_mean"]),
+                        "seed": seed,
+                    }
+                )
+    rows.sort(key=lambda r: (r["seed"], r["step"]))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out_csv = RESULTS / f"dmc_{args.task}.csv"
+    with open(out_csv, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["step", "return", "seed"])
+        w.writeheader()
+        w.writerows(rows)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    for seed in sorted({r["seed"] for r in rows}):
+        pts = [(r["step"], r["return"]) for r in rows if r["seed"] == seed]
+        ax.plot(*zip(*pts, strict=True), "o-", ms=3, label=f"wm-control, seed {seed}")
+    if args.task in PAPER_100K:
+        mean, lo, hi = PAPER_100K[args.task]
+        ax.errorbar(
+            [100_000], [mean], yerr=[[mean - lo], [hi - mean]], fmt="k*", ms=10, label="TD-MPC2 paper (5M), 100k"
+        )
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(f"dmc/{args.task}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"dmc_{args.task}.png")
+    print(f"wrote {out_csv} ({len(rows)} rows) and dmc_{args.task}.png; " + "; ".join(notes))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    main()

@@ -1,0 +1,114 @@
+"""MPPI planner: a pure, deterministic function of its inputs that finds good actions."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import Tensor
+
+from wm_control.errors import ConfigError, InputError
+from wm_control.model.config import model_config
+from wm_control.model.world_model import WorldModel
+from wm_control.planning.mppi import MppiConfig, PlanState, draw_noise, plan, plan_flops
+
+SMALL = MppiConfig(horizon=3, iterations=4, num_samples=128, num_elites=16, num_pi_trajs=8)
+
+
+class Quadratic:
+    """Toy latent model: z is a position, next = z + 0.1 a, reward = -|next - goal|^2."""
+
+    def __init__(self, goal: Tensor) -> None:
+        self.goal = goal
+
+    def encode(self, obs: Tensor) -> Tensor:
+        return obs
+
+    def next(self, z: Tensor, a: Tensor) -> Tensor:
+        return z + 0.1 * a
+
+    def reward(self, z: Tensor, a: Tensor) -> Tensor:
+        return -((self.next(z, a) - self.goal) ** 2).sum(-1)
+
+    def value(self, z: Tensor, a: Tensor, heads: Tensor | None = None, reduce: str = "avg") -> Tensor:
+        return 10 * self.reward(z, a)
+
+    def policy(self, z: Tensor, eps: Tensor) -> Tensor:
+        return torch.tanh(0.5 * eps)
+
+
+def _solve(model, z, cfg=SMALL, seed=0, state=None, eval_mode=True):  # noqa: ANN001, ANN202
+    A = 2 if isinstance(model, Quadratic) else model.cfg.action_dim
+    num_q = 2 if isinstance(model, Quadratic) else model.cfg.num_q
+    state = state if state is not None else PlanState.zeros(cfg, A)
+    noise = draw_noise(cfg, A, num_q, torch.Generator().manual_seed(seed))
+    return plan(model, z, state, cfg, noise, eval_mode=eval_mode)
+
+
+def test_finds_the_optimum_of_a_known_problem() -> None:
+    goal = torch.tensor([0.5, -0.3])
+    res = _solve(Quadratic(goal), torch.zeros(2), dataclasses.replace(SMALL, iterations=6, num_samples=256))
+    # Best first action moves straight towards the goal at full speed.
+    assert res.action[0] > 0.8 and res.action[1] < -0.8
+    assert res.info.elite_value_std >= 0
+
+
+def test_same_inputs_same_plan_and_inputs_untouched() -> None:
+    m = WorldModel(model_config("small", 10, 3)).eval()
+    z = m.encode(torch.randn(10))
+    state = PlanState(torch.rand(3, 3) * 2 - 1)
+    saved = state.mean.clone()
+    r1 = _solve(m, z, state=state, seed=3, eval_mode=False)
+    r2 = _solve(m, z, state=state, seed=3, eval_mode=False)
+    r3 = _solve(m, z, state=state, seed=4, eval_mode=False)
+    assert torch.equal(r1.action, r2.action) and torch.equal(r1.state.mean, r2.state.mean)
+    assert not torch.equal(r1.action, r3.action)
+    assert torch.equal(state.mean, saved)
+
+
+def test_actions_within_bounds_and_warm_start_shifted() -> None:
+    goal = torch.tensor([5.0, 5.0])  # unreachable: pushes samples against the bounds
+    res = _solve(Quadratic(goal), torch.zeros(2), eval_mode=False)
+    assert res.action.abs().max() <= 1.0
+    assert res.state.mean.shape == (3, 2)
+    assert torch.all(res.state.mean[-1] == 0)  # shifted: the last step is a fresh zero
+    assert torch.all(res.state.mean[:-1] > 0.5)
+
+
+def test_eval_mode_removes_exploration_noise() -> None:
+    q = Quadratic(torch.tensor([0.0, 0.0]))
+    a_eval = _solve(q, torch.zeros(2), seed=1, eval_mode=True).action
+    a_expl = _solve(q, torch.zeros(2), seed=1, eval_mode=False).action
+    assert not torch.equal(a_eval, a_expl)
+
+
+def test_mppi_weights_are_a_distribution() -> None:
+    # The final mean is a convex combination of elites: inside the hull of the sampled actions.
+    res = _solve(Quadratic(torch.tensor([0.2, 0.1])), torch.zeros(2))
+    assert res.state.mean.abs().max() <= 1.0
+
+
+def test_shape_errors_name_the_input() -> None:
+    q = Quadratic(torch.zeros(2))
+    noise = draw_noise(SMALL, 2, 2, torch.Generator().manual_seed(0))
+    with pytest.raises(InputError, match=r"state.mean has shape \(2, 2\); expected \(3, 2\)"):
+        plan(q, torch.zeros(2), PlanState(torch.zeros(2, 2)), SMALL, noise)
+    with pytest.raises(InputError, match="z has shape"):
+        plan(q, torch.zeros(1, 2), PlanState.zeros(SMALL, 2), SMALL, noise)
+    with pytest.raises(InputError, match="noise.samples"):
+        plan(q, torch.zeros(2), PlanState.zeros(SMALL, 2), dataclasses.replace(SMALL, num_samples=64), noise)
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ConfigError, match="planner.num_elites=600 is out of range"):
+        MppiConfig(num_samples=512, num_elites=600)
+    with pytest.raises(ConfigError, match="planner.num_pi_trajs"):
+        MppiConfig(num_samples=16, num_pi_trajs=16, num_elites=4)
+
+
+def test_flop_count_scales_with_budget() -> None:
+    mc = model_config("1M", 23, 7)
+    base = plan_flops(MppiConfig(), mc)
+    assert plan_flops(MppiConfig(iterations=12), mc) > 1.9 * base
+    assert 12e9 < base < 15e9  # ~13.2 GFLOP for the 1M model at the default budget

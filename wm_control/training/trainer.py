@@ -1,0 +1,301 @@
+"""Online TD-MPC2 training on any gymnasium env: collect, update, evaluate, checkpoint.
+
+The loop follows the reference: ``seed_steps`` random actions (default ``max(1000, 5 L)``), then one
+pass of ``seed_steps`` updates, then plan-and-act with one update per env step. Evaluations (no
+exploration noise) and checkpoints happen at episode boundaries once their interval has passed, so
+a run resumed from a checkpoint continues exactly as if it had never stopped. ``Ctrl-C`` saves a
+checkpoint (the unfinished episode is dropped) before returning.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wm_control.errors import check_range
+from wm_control.evaluation import EvalSummary, run_episode, summarize
+from wm_control.training.agent import TDMPC2, UPDATE_METRICS
+from wm_control.training.buffer import EpisodeBuffer
+from wm_control.training.checkpoint import Checkpoint, save_checkpoint
+from wm_control.training.logger import RunLogger, plot_learning_curve
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "default_seed_steps"]
+
+EnvFactory = Callable[[bool], Any]  # render -> gymnasium env
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Online training schedule.
+
+    steps: env steps in total. seed: seeds the env episodes, the replay sampling and (via the agent)
+    the model. seed_steps: random-action steps before learning (None: max(1000, 5 x episode length)).
+    buffer_size: replay capacity [transitions]. eval_freq / eval_episodes: evaluate every
+    ``eval_freq`` env steps (0 disables). checkpoint_freq: env steps between checkpoints (0: only
+    at the end). keep_checkpoints: how many to keep. save_video: record the first eval episode.
+    progress: show a progress bar.
+    """
+
+    steps: int = 100_000
+    seed: int = 1
+    seed_steps: int | None = None
+    buffer_size: int = 1_000_000
+    eval_freq: int = 10_000
+    eval_episodes: int = 10
+    checkpoint_freq: int = 50_000
+    keep_checkpoints: int = 2
+    save_video: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_range("train.steps", self.steps, 1, 1 << 40)
+        check_range("train.seed", self.seed, 0, (1 << 31) - 1)
+        if self.seed_steps is not None:
+            check_range("train.seed_steps", self.seed_steps, 1, 1 << 40)
+        check_range("train.buffer_size", self.buffer_size, 1, 1 << 40)
+        check_range("train.eval_freq", self.eval_freq, 0, 1 << 40)
+        check_range("train.eval_episodes", self.eval_episodes, 1, 100_000)
+        check_range("train.checkpoint_freq", self.checkpoint_freq, 0, 1 << 40)
+        check_range("train.keep_checkpoints", self.keep_checkpoints, 1, 1000)
+
+
+def default_seed_steps(episode_length: int) -> int:
+    """TD-MPC2's default number of random-action steps."""
+    return max(1000, 5 * episode_length)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """How a ``train`` call ended."""
+
+    steps: int
+    episodes: int
+    wall_s: float
+    interrupted: bool
+    last_eval: EvalSummary | None
+    checkpoint: Path | None
+
+
+class Trainer:
+    """Runs TD-MPC2 online training for one agent and env into ``run_dir``.
+
+    Args:
+        env_factory: ``render -> env``; called once for training and once for evaluation.
+        agent: the agent to train.
+        cfg: schedule.
+        run_dir: output folder (metrics, tb, videos, checkpoints, curve.png).
+        run_config: plain-data config of the whole run, stored in checkpoints.
+        title: plot title (e.g. the task name).
+    """
+
+    def __init__(
+        self,
+        env_factory: EnvFactory,
+        agent: TDMPC2,
+        cfg: TrainConfig,
+        run_dir: str | Path,
+        run_config: dict[str, Any],
+        title: str = "",
+    ) -> None:
+        self.cfg = cfg
+        self.agent = agent
+        self.run_dir = Path(run_dir)
+        self.run_config = run_config
+        self.title = title
+        self.env = env_factory(False)
+        self._env_factory = env_factory
+        self._eval_env: Any = None
+        obs_dim = int(np.prod(self.env.observation_space.shape))
+        self.action_dim = int(np.prod(self.env.action_space.shape))
+        self.buffer = EpisodeBuffer(min(cfg.buffer_size, cfg.steps), obs_dim, self.action_dim)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.seed_steps = cfg.seed_steps if cfg.seed_steps is not None else default_seed_steps(agent.episode_length)
+        self.step = 0
+        self.episode = 0
+        self.next_eval = 0 if cfg.eval_freq else math.inf
+        self.next_checkpoint = cfg.checkpoint_freq if cfg.checkpoint_freq else math.inf
+        self.elapsed_s = 0.0
+        self.last_eval: EvalSummary | None = None
+
+    # --- state -----------------------------------------------------------------------------------------
+    def checkpoint(self) -> Path:
+        """Save agent, buffer, counters and RNG states to ``run_dir/checkpoints/step_<N>``."""
+        tensors = self.agent.state_tensors()
+        tensors["torch_rng"] = torch.get_rng_state()
+        state = {
+            "config": self.run_config,
+            "agent": self.agent.state_meta(),
+            "trainer": {
+                "step": self.step,
+                "episode": self.episode,
+                "next_eval": None if math.isinf(self.next_eval) else self.next_eval,
+                "next_checkpoint": None if math.isinf(self.next_checkpoint) else self.next_checkpoint,
+                "elapsed_s": self.elapsed_s,
+                "rng": self.rng.bit_generator.state,
+            },
+            "versions": {"torch": torch.__version__, "numpy": np.__version__},
+        }
+        root = self.run_dir / "checkpoints"
+        path = save_checkpoint(root, f"step_{self.step:09d}", tensors, state, self.buffer.save)
+        kept = sorted(p for p in root.glob("step_*") if p.is_dir())
+        for old in kept[: -self.cfg.keep_checkpoints]:
+            _rmtree(old)
+        return path
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        """Continue from a checkpoint of this run (same config)."""
+        self.agent.load_state(ckpt.tensors, ckpt.state["agent"])
+        torch.set_rng_state(ckpt.tensors["torch_rng"])
+        t = ckpt.state["trainer"]
+        self.step, self.episode, self.elapsed_s = int(t["step"]), int(t["episode"]), float(t["elapsed_s"])
+        self.next_eval = math.inf if t["next_eval"] is None or not self.cfg.eval_freq else int(t["next_eval"])
+        self.next_checkpoint = math.inf if t["next_checkpoint"] is None else int(t["next_checkpoint"])
+        self.rng.bit_generator.state = t["rng"]
+        self.buffer = EpisodeBuffer.load(ckpt.buffer_path)
+        self.buffer.capacity = min(self.cfg.buffer_size, self.cfg.steps)  # train.steps may have grown
+
+    # --- evaluation -----------------------------------------------------------------------------------
+    def evaluate(self, episodes: int, video: bool) -> EvalSummary:
+        """Evaluation episodes (no exploration noise); the first is recorded when ``video``."""
+        if self._eval_env is None:
+            self._eval_env = self._env_factory(self.cfg.save_video)
+        env, first = self._eval_env, [True]
+
+        def policy(obs: np.ndarray) -> np.ndarray:
+            a = self.agent.act(obs, t0=first[0], eval_mode=True)
+            first[0] = False
+            return a
+
+        def reset() -> None:
+            first[0] = True
+
+        results = []
+        for k in range(episodes):
+            seed = 1_000_000 + k  # fixed eval episodes: comparable across evaluations and runs
+            results.append(run_episode(env, policy, seed=seed, render=video and k == 0, reset_policy=reset))
+        if video and results[0].frames:
+            from wm_control.video import write_video
+
+            fps = env.metadata.get("render_fps", 30)
+            write_video(self.run_dir / "videos" / f"eval_step_{self.step:09d}.mp4", results[0].frames, fps)
+        return summarize(results)
+
+    # --- training loop -------------------------------------------------------------------------------
+    def train(self, logger: RunLogger | None = None) -> TrainResult:
+        """Train until ``cfg.steps`` env steps (or Ctrl-C); returns how it ended."""
+        cfg, agent = self.cfg, self.agent
+        bar = _progress(cfg.steps, self.step, cfg.progress, self.title)
+        t_start = time.perf_counter() - self.elapsed_s
+        t_window, steps_window = time.perf_counter(), self.step
+        metrics: dict[str, float] = dict.fromkeys(UPDATE_METRICS, float("nan"))
+        ckpt_path: Path | None = None
+        interrupted = False
+        try:
+            while self.step < cfg.steps:
+                if self._maybe_evaluate(logger, t_start):
+                    t_window, steps_window = time.perf_counter(), self.step  # steps/s excludes evaluation
+                if self.step >= self.next_checkpoint:
+                    self.elapsed_s = time.perf_counter() - t_start
+                    ckpt_path = self.checkpoint()
+                    self.next_checkpoint += cfg.checkpoint_freq
+                obs, _ = self.env.reset(seed=int(self.rng.integers(0, 2**31 - 1)))
+                ep_obs: list[np.ndarray] = [obs]
+                ep_act: list[np.ndarray] = []
+                ep_rew: list[float] = []
+                ep_term: list[bool] = []
+                info: dict[str, Any] = {}
+                done = False
+                while not done:
+                    if self.step > self.seed_steps:
+                        action = agent.act(obs, t0=len(ep_act) == 0)
+                    else:
+                        action = self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
+                    obs, reward, terminated, truncated, info = self.env.step(action)
+                    ep_obs.append(obs)
+                    ep_act.append(action)
+                    ep_rew.append(reward)
+                    ep_term.append(terminated)
+                    done = terminated or truncated or self.step + 1 >= cfg.steps
+                    if self.step >= self.seed_steps and self.buffer.num_episodes:
+                        n = self.seed_steps if self.step == self.seed_steps else 1
+                        for _ in range(n):
+                            batch = self.buffer.sample(agent.cfg.batch_size, agent.horizon, self.rng, agent.device)
+                            metrics = agent.update(batch)
+                    self.step += 1
+                    if bar is not None:
+                        bar.update(1)
+                self.buffer.add(np.array(ep_obs), np.array(ep_act), np.array(ep_rew), np.array(ep_term))
+                self.episode += 1
+                now = time.perf_counter()
+                sps = (self.step - steps_window) / max(now - t_window, 1e-9)
+                t_window, steps_window = now, self.step
+                row = {
+                    "episode": self.episode,
+                    "episode_return": float(np.sum(ep_rew)),
+                    "episode_length": len(ep_act),
+                    "episode_success": float(bool(info.get("is_success", False))),
+                    "steps_per_s": sps,
+                    "elapsed_s": now - t_start,
+                    **metrics,
+                }
+                if logger is not None:
+                    logger.log("train", self.step, row)
+                if bar is not None:
+                    bar.set_postfix(_postfix(row, self.last_eval), refresh=False)
+            self._maybe_evaluate(logger, t_start, final=True)
+        except KeyboardInterrupt:
+            interrupted = True
+            if bar is not None:
+                bar.write(f"interrupted at step {self.step}: saving a checkpoint (the unfinished episode is dropped)")
+        finally:
+            if bar is not None:
+                bar.close()
+        self.elapsed_s = time.perf_counter() - t_start
+        ckpt_path = self.checkpoint()
+        return TrainResult(self.step, self.episode, self.elapsed_s, interrupted, self.last_eval, ckpt_path)
+
+    def _maybe_evaluate(self, logger: RunLogger | None, t_start: float, final: bool = False) -> bool:
+        if not (self.step >= self.next_eval or (final and self.cfg.eval_freq)):
+            return False
+        if final and self.last_eval is not None and self._last_eval_step == self.step:
+            return False
+        summary = self.evaluate(self.cfg.eval_episodes, video=self.cfg.save_video)
+        self.last_eval, self._last_eval_step = summary, self.step
+        while self.next_eval <= self.step:
+            self.next_eval += self.cfg.eval_freq
+        if logger is not None:
+            logger.log("eval", self.step, {**summary.to_dict(), "elapsed_s": time.perf_counter() - t_start})
+            plot_learning_curve(self.run_dir / "metrics" / "eval.csv", self.run_dir / "curve.png", self.title)
+        return True
+
+    _last_eval_step = -1
+
+
+def _progress(total: int, initial: int, enabled: bool, title: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=title or "train", unit="step", dynamic_ncols=True, mininterval=1.0)
+
+
+def _postfix(row: dict[str, Any], last_eval: EvalSummary | None) -> dict[str, str]:
+    out = {"ep_ret": f"{row['episode_return']:.1f}", "sps": f"{row['steps_per_s']:.1f}"}
+    if last_eval is not None:
+        out["eval_ret"] = f"{last_eval.return_mean:.1f}"
+        if not math.isnan(last_eval.success_rate):
+            out["eval_succ"] = f"{last_eval.success_rate:.0%}"
+    return out
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
