@@ -72,7 +72,8 @@ def build_agent(run: dict[str, Any], env: Any) -> Any:
     obs_dim = int(np.prod(env.observation_space.shape))
     action_dim = int(np.prod(env.action_space.shape))
     model = run["model"]
-    mcfg = model_config(model["preset"], obs_dim, action_dim, **(model.get("overrides") or {}))
+    overrides = {k: v for k, v in (model.get("overrides") or {}).items() if v is not None}
+    mcfg = model_config(model["preset"], obs_dim, action_dim, **overrides)
     planner = from_dict(MppiConfig, run["planner"], "planner")
     acfg = from_dict(AgentConfig, {**run["agent"], "planner": planner}, "agent")
     return TDMPC2(mcfg, acfg, env.episode_length, seed=int(run["train"]["seed"]), device=run.get("device", "cpu"))

@@ -27,7 +27,7 @@ from wm_control.planning.mppi import MppiConfig, plan_flops
 from wm_control.training.agent import TDMPC2, AgentConfig, update_flops
 from wm_control.training.buffer import EpisodeBuffer
 
-OBS, ACT, EP = 23, 7, 150  # fr3-reach
+OBS, ACT, EP = 40, 7, 150  # fr3-reach
 
 
 def gemm_gflops(repeats: int = 9) -> float:

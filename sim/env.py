@@ -177,7 +177,7 @@ class FR3Env(gym.Env[np.ndarray, np.ndarray]):
     # --- helpers ---------------------------------------------------------------------------------
     def _observe(self) -> np.ndarray:
         q, dq = self._randomizer.observe(self._rng, self.physics.q, self.physics.dq)
-        return self.task.observation(self.physics, q, dq)
+        return self.task.observation(self.physics, q, dq, self._command)
 
     def _info(
         self, reflex: str | None, saturated: int, terms: dict[str, float], metrics: dict[str, float]

@@ -84,6 +84,7 @@ class Reflex(NamedTuple):
     value: float
     limit: float
     time: float
+    detail: str = ""
 
     @property
     def message(self) -> str:
@@ -103,9 +104,10 @@ class Reflex(NamedTuple):
             "collision": "contact torque",
         }[self.kind]
         bound = "outside" if self.kind == "position" else "exceeds"
+        extra = f" ({self.detail})" if self.detail else ""
         return (
             f"{self.kind} reflex at t={self.time:.3f} s: {what} of {ARM_JOINTS[self.joint]} = {self.value:.4g} "
-            f"{units[self.kind]} {bound} limit {self.limit:.4g}"
+            f"{units[self.kind]} {bound} limit {self.limit:.4g}{extra}"
         )
 
 
@@ -359,5 +361,18 @@ class FR3Sim:
         over = np.abs(tau) - threshold
         if np.any(over > 0):
             j = int(np.argmax(over))
-            return Reflex("collision", j, float(tau[j]), float(threshold[j]), float(d.time))
+            return Reflex("collision", j, float(tau[j]), float(threshold[j]), float(d.time), self._strongest_contact())
         return None
+
+    def _strongest_contact(self) -> str:
+        """``"<body> against <body>"`` for the contact with the largest normal force."""
+        m, d = self.model, self.data
+        force = np.zeros(6)
+        best, best_f = "", -1.0
+        for i in range(d.ncon):
+            mujoco.mj_contactForce(m, d, i, force)
+            if force[0] > best_f:
+                c = d.contact[i]
+                best_f = force[0]
+                best = f"{m.body(m.geom_bodyid[c.geom1]).name} against {m.body(m.geom_bodyid[c.geom2]).name}"
+        return best

@@ -69,3 +69,15 @@ def test_unknown_task_is_a_clear_error(tmp_path: Path) -> None:
 def test_eval_missing_checkpoint(tmp_path: Path) -> None:
     out = _run("apps.eval", f"checkpoint={tmp_path / 'nothing'}", cwd=tmp_path)
     assert out.returncode == 2 and "no checkpoint at" in out.stderr
+
+
+def test_model_overrides_list_every_model_field() -> None:
+    """train.yaml lists each ModelConfig field under model.overrides, so no override needs hydra's '+'."""
+    import dataclasses
+
+    from wm_control.model.config import ModelConfig
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs" / "train.yaml").read_text())
+    listed = set(cfg["model"]["overrides"])
+    fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"obs_dim", "action_dim", "preset"}
+    assert listed == fields

@@ -66,7 +66,7 @@ def test_task_conformance(name: str) -> None:
 def test_gymnasium_ids_are_registered() -> None:
     env = gym.make("wm_control/FR3Reach-v0")
     obs, _ = env.reset(seed=0)
-    assert obs.shape == (23,)
+    assert obs.shape == (40,)
     env.close()
     assert "wm_control/DMC-cartpole-swingup-v0" in gym.registry
 
@@ -124,6 +124,19 @@ def test_reach_observation_layout_is_consistent() -> None:
     obs, info = env.reset(seed=5)
     sl = env.task.layout.slices()
     np.testing.assert_allclose(obs[sl["q"]], env.physics.q, atol=1e-6)
+    assert np.all(obs[sl["command_dq"]] == 0) and np.all(obs[sl["command_ddq"]] == 0)  # at rest after reset
     np.testing.assert_allclose(obs[sl["tcp"]], env.physics.tcp_position, atol=1e-6)
     np.testing.assert_allclose(obs[sl["target_minus_tcp"]], obs[sl["target"]] - obs[sl["tcp"]], atol=1e-6)
     assert info["distance"] == pytest.approx(np.linalg.norm(obs[sl["target_minus_tcp"]]), abs=1e-6)
+    # The TCP velocity is the time derivative of the TCP position.
+    action = np.full(7, 0.4, dtype=np.float32)
+    for _ in range(10):
+        obs, *_ = env.step(action)
+    np.testing.assert_allclose(obs[sl["command_dq"]], env._command.dq, atol=1e-6)
+    np.testing.assert_allclose(obs[sl["command_ddq"]], env._command.ddq, atol=1e-5)
+    tcp_before = env.physics.tcp_position
+    vel = obs[sl["tcp_velocity"]]
+    obs_next, *_ = env.step(action)
+    finite_diff = (env.physics.tcp_position - tcp_before) / env.config.dt
+    assert np.linalg.norm(vel) > 0.1
+    np.testing.assert_allclose(0.5 * (vel + obs_next[sl["tcp_velocity"]]), finite_diff, atol=0.02)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wm_control.errors import InputError, check_finite
-from wm_control.kinematics import tcp_position
+from wm_control.kinematics import joint_frames
 from wm_control.robot import RobotSpec
 
 __all__ = ["REACH_LAYOUT", "ObservationField", "ObservationLayout", "reach_observation"]
@@ -60,30 +60,63 @@ class ObservationLayout:
 
 
 REACH_LAYOUT = ObservationLayout(
-    name="fr3-reach-v1",
+    name="fr3-reach-v3",
     fields=(
         ObservationField("q", 7, "rad", "measured joint positions, joints 1..7"),
         ObservationField("dq", 7, "rad/s", "measured joint velocities"),
+        ObservationField("command_dq", 7, "rad/s", "commanded joint velocity at the start of the tick"),
+        ObservationField("command_ddq", 7, "rad/s^2", "commanded joint acceleration of the last segment"),
         ObservationField("tcp", 3, "m", "TCP position in the base frame (forward kinematics of q)"),
+        ObservationField("tcp_velocity", 3, "m/s", "TCP linear velocity in the base frame (Jacobian of q times dq)"),
         ObservationField("target", 3, "m", "goal position in the base frame"),
         ObservationField("target_minus_tcp", 3, "m", "goal minus TCP, base frame"),
     ),
 )
 
 
-def reach_observation(spec: RobotSpec, q: np.ndarray, dq: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Build the ``REACH_LAYOUT`` vector (float32, ``(23,)``) from measured state and the goal.
+def reach_observation(
+    spec: RobotSpec,
+    q: np.ndarray,
+    dq: np.ndarray,
+    target: np.ndarray,
+    command_dq: np.ndarray,
+    command_ddq: np.ndarray,
+) -> np.ndarray:
+    """Build the ``REACH_LAYOUT`` vector (float32, ``(40,)``) from measured state, the command state
+    of the trajectory generator, and the goal.
+
+    The command state (``CommandState.dq``, ``.ddq`` of ``wm_control.chunking``) makes the dynamics
+    Markov: what an action does next depends on the acceleration the jerk-limited command already
+    has, which joint angles and velocities alone do not reveal. The controller that generates the
+    chunks owns that state, in simulation and on the robot. The TCP velocity is in the layout because
+    the value of a reaching state depends on whether the hand moves towards the goal; learning that
+    from joint angles and velocities alone (a configuration-dependent Jacobian) costs many samples.
 
     Args:
-        q, dq: ``(7,)`` joint positions [rad] and velocities [rad/s].
+        q, dq: ``(7,)`` measured joint positions [rad] and velocities [rad/s].
         target: ``(3,)`` goal position [m] in the base frame.
+        command_dq, command_ddq: ``(7,)`` command state [rad/s, rad/s^2].
+
     """
     q = np.asarray(q, dtype=np.float64)
     dq = np.asarray(dq, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
-    for name, arr, n in (("q", q, spec.dof), ("dq", dq, spec.dof), ("target", target, 3)):
-        if arr.shape != (n,):
-            raise InputError(f"{name} has shape {arr.shape}; expected ({n},)")
+    cdq = np.asarray(command_dq, dtype=np.float64)
+    cddq = np.asarray(command_ddq, dtype=np.float64)
+    n = spec.dof
+    for name, arr, size in (
+        ("q", q, n),
+        ("dq", dq, n),
+        ("target", target, 3),
+        ("command_dq", cdq, n),
+        ("command_ddq", cddq, n),
+    ):
+        if arr.shape != (size,):
+            raise InputError(f"{name} has shape {arr.shape}; expected ({size},)")
         check_finite(name, arr)
-    tcp = tcp_position(spec, q)
-    return np.concatenate([q, dq, tcp, target, target - tcp]).astype(np.float32)
+    frames = joint_frames(spec, q)
+    T_tcp = frames[-1] @ spec.T_flange_tcp
+    tcp = T_tcp[:3, 3]
+    axes, origins = frames[:-1, :3, 2], frames[:-1, :3, 3]
+    tcp_velocity = np.cross(axes, tcp - origins).T @ dq  # position rows of the geometric Jacobian
+    return np.concatenate([q, dq, cdq, cddq, tcp, tcp_velocity, target, target - tcp]).astype(np.float32)

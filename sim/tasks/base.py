@@ -12,6 +12,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from sim.physics import FR3Sim
+from wm_control.chunking import CommandState
 from wm_control.observation import ObservationLayout
 
 __all__ = ["FR3Task", "Reward"]
@@ -37,8 +38,10 @@ class FR3Task(Protocol):
         """Sample the episode (goal, ...) and return the initial joint positions ``(7,)`` [rad]."""
         ...
 
-    def observation(self, physics: FR3Sim, q: np.ndarray, dq: np.ndarray) -> np.ndarray:
-        """Observation vector (``layout``) from measured, possibly noisy, joint state."""
+    def observation(self, physics: FR3Sim, q: np.ndarray, dq: np.ndarray, command: CommandState) -> np.ndarray:
+        """Observation vector (``layout``) from measured (possibly noisy) joint state and the command
+        state of the trajectory generator.
+        """
         ...
 
     def evaluate(self, physics: FR3Sim) -> Reward:

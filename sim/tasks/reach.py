@@ -11,6 +11,7 @@ from sim.env import FR3Env, FR3EnvConfig
 from sim.physics import FR3Sim
 from sim.tasks.base import Reward
 from sim.tasks.registry import register
+from wm_control.chunking import CommandState
 from wm_control.errors import ConfigError, check_range
 from wm_control.kinematics import tcp_jacobian
 from wm_control.observation import REACH_LAYOUT, reach_observation
@@ -85,8 +86,8 @@ class ReachTask:
         noise = rng.uniform(-1.0, 1.0, size=7) * self.config.initial_joint_noise
         return np.clip(FR3.start_q + noise, lim.q_min + 0.1, lim.q_max - 0.1)
 
-    def observation(self, physics: FR3Sim, q: np.ndarray, dq: np.ndarray) -> np.ndarray:  # noqa: D102
-        return reach_observation(FR3, q, dq, self.target)
+    def observation(self, physics: FR3Sim, q: np.ndarray, dq: np.ndarray, command: CommandState) -> np.ndarray:  # noqa: D102
+        return reach_observation(FR3, q, dq, self.target, command.dq, command.ddq)
 
     def evaluate(self, physics: FR3Sim) -> Reward:  # noqa: D102
         c = self.config

@@ -23,7 +23,21 @@ from torch import Tensor
 from wm_control.errors import ConfigError, InputError, check_range
 from wm_control.model.protocol import LatentModel
 
-__all__ = ["MppiConfig", "PlanInfo", "PlanNoise", "PlanResult", "PlanState", "draw_noise", "plan", "plan_flops"]
+__all__ = [
+    "IterationResult",
+    "MppiConfig",
+    "PlanInfo",
+    "PlanNoise",
+    "PlanResult",
+    "PlanState",
+    "draw_noise",
+    "mppi_iteration",
+    "plan",
+    "plan_flops",
+    "policy_trajectories",
+    "select_action",
+    "shift",
+]
 
 
 @dataclass(frozen=True)
@@ -172,6 +186,83 @@ def _trajectory_value(
     return discounts[:H] @ rewards + discounts[H] * terminal
 
 
+class IterationResult(NamedTuple):
+    """MPPI state after one iteration: the refit mean and std ``(H, A)``, the elites ``(H, E, A)``,
+    their predicted values ``(E,)`` and softmax weights ``(E,)``.
+    """
+
+    mean: Tensor
+    std: Tensor
+    elite_actions: Tensor
+    elite_value: Tensor
+    weight: Tensor
+
+
+def policy_trajectories(model: LatentModel, z: Tensor, cfg: MppiConfig, pi_eps: Tensor) -> Tensor:
+    """Action sequences ``(H, P, A)`` sampled from the policy prior along its own latent rollout.
+
+    These ``P = num_pi_trajs`` candidates are part of every iteration's sample set.
+    """
+    H, P = cfg.horizon, cfg.num_pi_trajs
+    if P == 0:
+        return pi_eps.new_zeros(H, 0, pi_eps.shape[-1])
+    zp = z.expand(P, -1)
+    steps = []
+    for t in range(H):
+        a = model.policy(zp, pi_eps[t])
+        steps.append(a)
+        if t < H - 1:
+            zp = model.next(zp, a)
+    return torch.stack(steps)
+
+
+def mppi_iteration(
+    model: LatentModel,
+    z: Tensor,
+    prior: Tensor,
+    mean: Tensor,
+    std: Tensor,
+    samples: Tensor,
+    value_eps: Tensor,
+    heads: Tensor,
+    cfg: MppiConfig,
+) -> IterationResult:
+    """One MPPI refit: score the prior trajectories and ``mean + std * samples`` (clamped to
+    [-1, 1]), keep the ``num_elites`` best, and return their softmax-weighted mean and std.
+
+    Args:
+        z: ``(dz,)`` current latent. prior: ``(H, P, A)`` from ``policy_trajectories``.
+        mean, std: ``(H, A)`` sampling distribution. samples: ``(H, K - P, A)`` standard normal.
+        value_eps: ``(K, A)`` policy draws at the horizon. heads: ``(2,)`` Q heads to average.
+    """
+    H, K, E = cfg.horizon, cfg.num_samples, cfg.num_elites
+    sampled = (mean.unsqueeze(1) + std.unsqueeze(1) * samples).clamp(-1.0, 1.0)
+    actions = torch.cat([prior, sampled], dim=1)  # (H, K, A)
+    discounts = cfg.discount ** torch.arange(H + 1, dtype=z.dtype, device=z.device)
+    value = _trajectory_value(model, z.expand(K, -1), actions, value_eps, heads, discounts)
+    value = torch.nan_to_num(value, nan=0.0)
+    elite_value, elite_idx = torch.topk(value, E)
+    elite_actions = actions[:, elite_idx]  # (H, E, A)
+    weight = torch.softmax(cfg.temperature * elite_value, dim=0)  # (E,)
+    new_mean = weight @ elite_actions  # (H, A)
+    var = weight @ (elite_actions - new_mean.unsqueeze(1)).pow(2)
+    return IterationResult(new_mean, var.sqrt().clamp(cfg.min_std, cfg.max_std), elite_actions, elite_value, weight)
+
+
+def select_action(result: IterationResult, gumbel: Tensor, explore: Tensor, explore_scale: float | Tensor) -> Tensor:
+    """First action of an elite drawn in proportion to its weight (Gumbel-max), plus
+    ``explore_scale * std * explore`` exploration noise, clamped to [-1, 1].
+    """
+    pick = torch.argmax(torch.log(result.weight) + gumbel)
+    action = result.elite_actions[0, pick] + explore_scale * result.std[0] * explore
+    return action.clamp(-1.0, 1.0)
+
+
+def shift(mean: Tensor) -> Tensor:
+    """Warm start for the next tick: the mean sequence advanced by one step, zero at the end."""
+    return torch.cat([mean[1:], torch.zeros_like(mean[:1])], dim=0)
+
+
 @torch.no_grad()
 def plan(
     model: LatentModel, z: Tensor, state: PlanState, cfg: MppiConfig, noise: PlanNoise, eval_mode: bool = False
@@ -190,36 +281,17 @@ def plan(
         ``PlanResult`` with the action in [-1, 1] and the next (shifted) warm start.
     """
     _check(z, state, cfg, noise)
-    H, K, P, E = cfg.horizon, cfg.num_samples, cfg.num_pi_trajs, cfg.num_elites
-    A = state.mean.shape[-1]
-    actions = torch.empty(H, K, A, dtype=z.dtype, device=z.device)
-    if P > 0:
-        zp = z.expand(P, -1)
-        for t in range(H):
-            actions[t, :P] = model.policy(zp, noise.pi_eps[t])
-            if t < H - 1:
-                zp = model.next(zp, actions[t, :P])
-    zk = z.expand(K, -1)
-    discounts = cfg.discount ** torch.arange(H + 1, dtype=z.dtype, device=z.device)
+    prior = policy_trajectories(model, z, cfg, noise.pi_eps)
     mean = state.mean
     std = torch.full_like(mean, cfg.max_std)
+    result = None
     for i in range(cfg.iterations):
-        actions[:, P:] = (mean.unsqueeze(1) + std.unsqueeze(1) * noise.samples[i]).clamp(-1.0, 1.0)
-        value = _trajectory_value(model, zk, actions, noise.value_eps[i], noise.q_heads[i], discounts)
-        value = torch.nan_to_num(value, nan=0.0)
-        elite_value, elite_idx = torch.topk(value, E)
-        elite_actions = actions[:, elite_idx]  # (H, E, A)
-        weight = torch.softmax(cfg.temperature * elite_value, dim=0)  # (E,)
-        mean = weight @ elite_actions  # (H, A)
-        var = weight @ (elite_actions - mean.unsqueeze(1)).pow(2)
-        std = var.sqrt().clamp(cfg.min_std, cfg.max_std)
-    pick = torch.argmax(torch.log(weight) + noise.gumbel)
-    action = elite_actions[0, pick]
-    if not eval_mode:
-        action = action + std[0] * noise.explore
-    next_mean = torch.cat([mean[1:], torch.zeros_like(mean[:1])], dim=0)
-    info = PlanInfo(elite_value.mean(), elite_value.std(), std[0])
-    return PlanResult(action.clamp(-1.0, 1.0), PlanState(next_mean), info)
+        result = mppi_iteration(model, z, prior, mean, std, noise.samples[i], noise.value_eps[i], noise.q_heads[i], cfg)
+        mean, std = result.mean, result.std
+    assert result is not None
+    action = select_action(result, noise.gumbel, noise.explore, 0.0 if eval_mode else 1.0)
+    info = PlanInfo(result.elite_value.mean(), result.elite_value.std(), result.std[0])
+    return PlanResult(action, PlanState(shift(result.mean)), info)
 
 
 def plan_flops(cfg: MppiConfig, model_cfg: object) -> int:
