@@ -31,7 +31,7 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"episodes={cfg['episodes']} must be >= 1")
     ckpt = load_checkpoint(cfg["checkpoint"])
     run = dict(ckpt.config)
-    run["planner"] = {**run["planner"], **(cfg.get("planner") or {})}
+    run["planner"] = {**run["planner"], **{k: v for k, v in (cfg.get("planner") or {}).items() if v is not None}}
     run["device"] = cfg.get("device", "cpu")
     make_env = env_factory(run["task"])
     env = make_env(bool(cfg["video"]))

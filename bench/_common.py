@@ -56,6 +56,25 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def gemm_gflops(repeats: int = 9) -> float:
+    """Median fp32 1024x1024x1024 GEMM throughput [GFLOP/s] in torch with the current thread count
+    (the same-process reference that efficiencies are measured against).
+    """
+    import time
+
+    import torch
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * 1024**3 / float(np.median(times)) / 1e9
+
+
 def stats_ms(samples_s: list[float] | np.ndarray) -> dict[str, float]:
     """Median / p99 / max / mean of wall times given in seconds, reported in milliseconds."""
     a = np.asarray(samples_s, dtype=np.float64) * 1e3

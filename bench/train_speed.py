@@ -18,7 +18,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
 import torch
-from _common import machine_info, stats_ms, write_result
+from _common import gemm_gflops, machine_info, stats_ms, write_result
 
 import sim
 from wm_control import native
@@ -28,19 +28,6 @@ from wm_control.training.agent import TDMPC2, AgentConfig, update_flops
 from wm_control.training.buffer import EpisodeBuffer
 
 OBS, ACT, EP = 40, 7, 150  # fr3-reach
-
-
-def gemm_gflops(repeats: int = 9) -> float:
-    """Median fp32 1024^3 GEMM throughput [GFLOP/s] with the current thread count."""
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
-    return 2 * 1024**3 / float(np.median(times)) / 1e9
 
 
 def random_buffer(obs_dim: int, act_dim: int, rng: np.random.Generator) -> EpisodeBuffer:

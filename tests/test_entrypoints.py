@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 TINY = [
@@ -54,6 +55,23 @@ def test_train_then_eval(tmp_path: Path) -> None:
     assert 0.0 <= result["success_rate"] <= 1.0
     assert (tmp_path / "ev" / "episode_0.mp4").stat().st_size > 1000
 
+    # Export: all graphs, the contract and a passing parity report. With num_elites = num_samples the
+    # elite set cannot differ between runtimes even though this barely trained model's values tie.
+    exp = _run(
+        "apps.export", f"checkpoint={run_dir}", f"out={tmp_path / 'exp'}", "planner.num_elites=32", "threads=1",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert exp.returncode == 0, exp.stderr[-2000:]
+    names = {p.name for p in (tmp_path / "exp").iterdir()}
+    assert {"policy.onnx", "planner.onnx", "planner_init.onnx", "planner_step.onnx"} <= names
+    assert {"model.json", "weights.safetensors", "parity.json"} <= names
+    contract = json.loads((tmp_path / "exp" / "model.json").read_text())
+    assert contract["robot"] == "fr3" and contract["dt"] == 0.02 and contract["training_step"] == 60
+    assert contract["observation"]["name"] == "fr3-reach-v3" and contract["planner"]["num_elites"] == 32
+    assert json.loads((tmp_path / "exp" / "parity.json").read_text())["passed"] is True
+    missing = _run("apps.export", f"checkpoint={tmp_path / 'nowhere'}", f"out={tmp_path / 'x'}", cwd=tmp_path)
+    assert missing.returncode == 2 and "wm-control-export: error:" in missing.stderr
+
     # Resuming with a different model is refused, naming the field.
     bad = _run("apps.train", *TINY, "model.overrides.mlp_dim=48", f"resume={run_dir}", "train.steps=80", cwd=tmp_path)
     assert bad.returncode == 2
@@ -81,3 +99,14 @@ def test_model_overrides_list_every_model_field() -> None:
     listed = set(cfg["model"]["overrides"])
     fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"obs_dim", "action_dim", "preset"}
     assert listed == fields
+
+
+@pytest.mark.parametrize("name", ["eval.yaml", "export.yaml"])
+def test_planner_overrides_list_every_planner_field(name: str) -> None:
+    """eval.yaml / export.yaml list each MppiConfig field (but the discount, set from the episode length)."""
+    import dataclasses
+
+    from wm_control.planning.config import MppiConfig
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs" / name).read_text())
+    assert set(cfg["planner"]) == {f.name for f in dataclasses.fields(MppiConfig)} - {"discount"}

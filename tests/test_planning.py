@@ -48,10 +48,14 @@ def _solve(model, z, cfg=SMALL, seed=0, state=None, eval_mode=True):  # noqa: AN
 
 def test_finds_the_optimum_of_a_known_problem() -> None:
     goal = torch.tensor([0.5, -0.3])
-    res = _solve(Quadratic(goal), torch.zeros(2), dataclasses.replace(SMALL, iterations=6, num_samples=256))
-    # Best first action moves straight towards the goal at full speed.
-    assert res.action[0] > 0.8 and res.action[1] < -0.8
-    assert res.info.elite_value_std >= 0
+    cfg = dataclasses.replace(SMALL, iterations=6, num_samples=256)
+    results = [_solve(Quadratic(goal), torch.zeros(2), cfg, seed=s) for s in range(8)]
+    actions = torch.stack([r.action for r in results])
+    # Best first action moves straight towards the goal at full speed; the executed action is an
+    # elite drawn by weight, so single draws scatter around it (by about the final std).
+    assert actions[:, 0].mean() > 0.8 and actions[:, 1].mean() < -0.8
+    assert torch.all(actions[:, 0] > 0.6) and torch.all(actions[:, 1] < -0.6)
+    assert all(r.info.elite_value_std >= 0 for r in results)
 
 
 def test_same_inputs_same_plan_and_inputs_untouched() -> None:

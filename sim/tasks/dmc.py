@@ -85,6 +85,7 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(n_obs,), dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=spec.shape, dtype=np.float32)
         control_dt = float(self._env.control_timestep()) * config.action_repeat
+        self.dt = control_dt  # agent step [s]
         self.metadata = {**self.metadata, "render_fps": int(round(1.0 / control_dt))}
         self._steps = 0
         self._done = True

@@ -14,14 +14,14 @@ weight, plus exploration noise scaled by the final std unless in evaluation mode
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from wm_control.errors import ConfigError, InputError, check_range
+from wm_control.errors import ConfigError, InputError
 from wm_control.model.protocol import LatentModel
+from wm_control.planning.config import MppiConfig
 
 __all__ = [
     "IterationResult",
@@ -38,38 +38,6 @@ __all__ = [
     "select_action",
     "shift",
 ]
-
-
-@dataclass(frozen=True)
-class MppiConfig:
-    """Planner budget and shape (TD-MPC2 defaults).
-
-    horizon: planning horizon H [control steps]; iterations: refits per solve; num_samples: K
-    trajectories per iteration, of which num_pi_trajs come from the policy prior; num_elites: E best
-    kept per iteration; temperature: inverse temperature of the elite weights; min_std / max_std:
-    bounds of the sampling std (max_std is also the initial std); discount: per-step discount.
-    """
-
-    horizon: int = 3
-    iterations: int = 6
-    num_samples: int = 512
-    num_elites: int = 64
-    num_pi_trajs: int = 24
-    temperature: float = 0.5
-    min_std: float = 0.05
-    max_std: float = 2.0
-    discount: float = 0.99
-
-    def __post_init__(self) -> None:
-        check_range("planner.horizon", self.horizon, 1, 64)
-        check_range("planner.iterations", self.iterations, 1, 64)
-        check_range("planner.num_samples", self.num_samples, 2, 1 << 20)
-        check_range("planner.num_pi_trajs", self.num_pi_trajs, 0, self.num_samples - 1)
-        check_range("planner.num_elites", self.num_elites, 1, self.num_samples)
-        check_range("planner.temperature", self.temperature, 0.0, 1e6, low_inclusive=False)
-        check_range("planner.min_std", self.min_std, 0.0, 10.0)
-        check_range("planner.max_std", self.max_std, self.min_std, 10.0, low_inclusive=False)
-        check_range("planner.discount", self.discount, 0.0, 1.0)
 
 
 class PlanState(NamedTuple):
@@ -92,7 +60,9 @@ class PlanNoise(NamedTuple):
 
     pi_eps ``(H, P, A)``: policy-prior trajectories. samples ``(I, H, S, A)``: Gaussian samples.
     value_eps ``(I, K, A)``: policy action at the horizon. q_heads ``(I, 2)`` long: the two Q heads
-    averaged in each iteration. gumbel ``(E,)``: elite selection. explore ``(A,)``: exploration noise.
+    averaged in each iteration. gumbel ``(K,)``: elite selection, one variate per sample (indexed by
+    sample, not by rank, so the pick does not depend on how a runtime orders tied elites).
+    explore ``(A,)``: exploration noise.
     All Gaussian draws are standard normal; gumbel is standard Gumbel.
     """
 
@@ -131,13 +101,13 @@ def draw_noise(
     dtype: torch.dtype = torch.float32,
 ) -> PlanNoise:
     """Draw the noise of one solve from ``generator`` (on ``device``)."""
-    H, I, K, P, E, A = cfg.horizon, cfg.iterations, cfg.num_samples, cfg.num_pi_trajs, cfg.num_elites, action_dim
+    H, I, K, P, A = cfg.horizon, cfg.iterations, cfg.num_samples, cfg.num_pi_trajs, action_dim
 
     def normal(*shape: int) -> Tensor:
         return torch.randn(*shape, generator=generator, device=device, dtype=dtype)
 
     heads = torch.stack([torch.randperm(num_q, generator=generator, device=device)[:2] for _ in range(I)])
-    uniform = torch.rand(E, generator=generator, device=device, dtype=dtype).clamp_(1e-20, 1.0 - 1e-7)
+    uniform = torch.rand(K, generator=generator, device=device, dtype=dtype).clamp_(1e-20, 1.0 - 1e-7)
     return PlanNoise(
         pi_eps=normal(H, P, A),
         samples=normal(I, H, K - P, A),
@@ -149,7 +119,7 @@ def draw_noise(
 
 
 def _check(z: Tensor, state: PlanState, cfg: MppiConfig, noise: PlanNoise) -> None:
-    H, I, K, P, E = cfg.horizon, cfg.iterations, cfg.num_samples, cfg.num_pi_trajs, cfg.num_elites
+    H, I, K, P = cfg.horizon, cfg.iterations, cfg.num_samples, cfg.num_pi_trajs
     if z.ndim != 1:
         raise InputError(f"plan: z has shape {tuple(z.shape)}; expected (latent_dim,)")
     A = state.mean.shape[-1]
@@ -159,7 +129,7 @@ def _check(z: Tensor, state: PlanState, cfg: MppiConfig, noise: PlanNoise) -> No
         "noise.samples": (noise.samples, (I, H, K - P, A)),
         "noise.value_eps": (noise.value_eps, (I, K, A)),
         "noise.q_heads": (noise.q_heads, (I, 2)),
-        "noise.gumbel": (noise.gumbel, (E,)),
+        "noise.gumbel": (noise.gumbel, (K,)),
         "noise.explore": (noise.explore, (A,)),
     }
     for name, (t, shape) in expected.items():
@@ -177,18 +147,18 @@ def _trajectory_value(
     (measured faster on CPU than a reward call per step).
     """
     H = actions.shape[0]
-    zs = torch.empty(H, *z.shape, dtype=z.dtype, device=z.device)
+    states = []
     for t in range(H):
-        zs[t] = z
+        states.append(z)
         z = model.next(z, actions[t])
-    rewards = model.reward(zs, actions)  # (H, K)
+    rewards = model.reward(torch.stack(states), actions)  # (H, K); stack, not slice writes (ONNX scatter)
     terminal = model.value(z, model.policy(z, eps), heads, reduce="avg")
     return discounts[:H] @ rewards + discounts[H] * terminal
 
 
 class IterationResult(NamedTuple):
     """MPPI state after one iteration: the refit mean and std ``(H, A)``, the elites ``(H, E, A)``,
-    their predicted values ``(E,)`` and softmax weights ``(E,)``.
+    their predicted values ``(E,)``, softmax weights ``(E,)`` and sample indices ``(E,)``.
     """
 
     mean: Tensor
@@ -196,6 +166,7 @@ class IterationResult(NamedTuple):
     elite_actions: Tensor
     elite_value: Tensor
     weight: Tensor
+    elite_index: Tensor
 
 
 def policy_trajectories(model: LatentModel, z: Tensor, cfg: MppiConfig, pi_eps: Tensor) -> Tensor:
@@ -246,14 +217,15 @@ def mppi_iteration(
     weight = torch.softmax(cfg.temperature * elite_value, dim=0)  # (E,)
     new_mean = weight @ elite_actions  # (H, A)
     var = weight @ (elite_actions - new_mean.unsqueeze(1)).pow(2)
-    return IterationResult(new_mean, var.sqrt().clamp(cfg.min_std, cfg.max_std), elite_actions, elite_value, weight)
+    std = var.sqrt().clamp(cfg.min_std, cfg.max_std)
+    return IterationResult(new_mean, std, elite_actions, elite_value, weight, elite_idx)
 
 
 def select_action(result: IterationResult, gumbel: Tensor, explore: Tensor, explore_scale: float | Tensor) -> Tensor:
     """First action of an elite drawn in proportion to its weight (Gumbel-max), plus
     ``explore_scale * std * explore`` exploration noise, clamped to [-1, 1].
     """
-    pick = torch.argmax(torch.log(result.weight) + gumbel)
+    pick = torch.argmax(torch.log(result.weight) + gumbel[result.elite_index])
     action = result.elite_actions[0, pick] + explore_scale * result.std[0] * explore
     return action.clamp(-1.0, 1.0)
 

@@ -1,0 +1,103 @@
+"""``wm-control-export``: a trained checkpoint -> ONNX graphs (+ TensorRT engines) with their contract.
+
+    wm-control-export checkpoint=runs/fr3-reach/<run> out=exports/fr3-reach
+    wm-control-export checkpoint=<run> out=<dir> planner.num_samples=128 planner.iterations=3 fp16=true
+
+Writes into ``out``: ``policy.onnx``, ``planner.onnx``, ``planner_init.onnx``, ``planner_step.onnx``
+(or ``*.fp16.onnx``), ``weights.safetensors`` (for the torch backend), ``model.json`` (the contract)
+and ``parity.json`` (onnxruntime against eager torch on the same inputs and noise).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from apps.common import build_agent, config_dir, env_factory, set_threads
+
+
+def export_run(cfg: dict[str, Any], log: Any = print) -> dict[str, Any]:
+    """Export ``cfg["checkpoint"]`` into ``cfg["out"]``; returns the parity report."""
+    from safetensors.torch import save_file
+
+    from export.contract import make_contract
+    from export.onnx_export import GRAPHS, export_onnx
+    from export.parity import FP32_TOLERANCE, compare_backends, write_report
+    from wm_control import native
+    from wm_control.errors import ConfigError
+    from wm_control.runtime.onnx_backend import OrtBackend, OrtConfig
+    from wm_control.runtime.torch_backend import TorchBackend
+    from wm_control.training.checkpoint import load_checkpoint
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    set_threads(cfg.get("threads"))
+    if not cfg.get("out"):
+        raise ConfigError("out=<folder> is required (where the exported files go)")
+    ckpt = load_checkpoint(cfg["checkpoint"])
+    run = dict(ckpt.config)
+    run["planner"] = {**run["planner"], **{k: v for k, v in (cfg.get("planner") or {}).items() if v is not None}}
+    env = env_factory(run["task"])(False)
+    agent = build_agent(run, env)
+    agent.load_state(ckpt.tensors, ckpt.state["agent"])
+    model, planner = agent.model.eval(), agent.planner
+    step = int(ckpt.state["trainer"]["step"])
+    contract = make_contract(run, env, model, planner, step)
+    env.close()
+    out = Path(cfg["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    fp16 = bool(cfg.get("fp16", False))
+    t0 = time.perf_counter()
+    log(f"exporting {contract.task} step {step} ({contract.model_preset}, planner {planner.num_samples} samples x "
+        f"{planner.iterations} iterations x horizon {planner.horizon}) to {out}")  # fmt: skip
+    result = export_onnx(model, contract, planner, out, fp16=fp16, opset=int(cfg.get("opset", 18)))
+    tmp = out / "weights.safetensors.tmp"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.replace(out / "weights.safetensors")
+    log(f"  wrote {', '.join(sorted(p.name for p in result.files.values()))} in {time.perf_counter() - t0:.1f} s")
+    native.tune_allocator()
+    reference = TorchBackend(model, contract, planner)
+    candidate = OrtBackend(out, contract, OrtConfig(provider="cpu", fp16=fp16, threads=int(cfg.get("threads") or 0)))
+    diffs = compare_backends(reference, candidate, cases=int(cfg.get("parity_cases", 4)))
+    tolerance = float(cfg.get("parity_tolerance") or (FP32_TOLERANCE if not fp16 else 5e-2))
+    report = write_report(
+        out / "parity.json", diffs, tolerance, backend="onnxruntime", provider="cpu", fp16=fp16,
+        reference="torch eager (cpu)", graphs=list(GRAPHS), cases=int(cfg.get("parity_cases", 4)),
+    )  # fmt: skip
+    verdict = "passed" if report["passed"] else "FAILED"
+    log(f"  parity onnxruntime vs torch: max |diff| {report['max_abs_diff']:.2e} (tolerance {tolerance:g}): {verdict}")
+    if cfg.get("tensorrt"):
+        raise ConfigError(
+            "tensorrt=true: the native TensorRT engine build is not part of this release; run the ONNX files "
+            "with backend=onnxruntime provider=tensorrt (TensorRT execution provider) instead"
+        )
+    return report
+
+
+def main() -> None:
+    """Console entry point."""
+    import hydra
+    from omegaconf import DictConfig, OmegaConf
+
+    from wm_control.errors import WmControlError
+
+    @hydra.main(config_path=config_dir(), config_name="export", version_base="1.3")
+    def _main(cfg: DictConfig) -> None:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        assert isinstance(plain, dict)
+        try:
+            report = export_run(plain)  # type: ignore[arg-type]
+        except WmControlError as exc:
+            print(f"wm-control-export: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        if not report["passed"]:
+            print("wm-control-export: error: parity check failed (see parity.json)", file=sys.stderr)
+            sys.exit(1)
+
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,543 @@
+"""The deadline-aware control loop, orchestrated with a numpy fake backend and a fake clock: which
+fallback level each budget and fault produces, what is counted, and that chunks continue the command
+state exactly as in training (``sim/env.py``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from wm_control.chunking import ChunkConfig, ChunkGenerator
+from wm_control.contract import CONTRACT_VERSION, ModelContract
+from wm_control.errors import ConfigError, InputError, ModelContractError
+from wm_control.observation import REACH_LAYOUT, reach_observation
+from wm_control.planning.config import MppiConfig
+from wm_control.robot import FR3
+from wm_control.runtime.backend import Backend, PlanNoiseArrays, PlanOutput, StepNoise, StepOutput
+from wm_control.runtime.loop import Command, ControlLoop, FallbackLevel, LoopConfig
+from wm_control.runtime.noise import draw_noise_np
+
+DT = 0.02
+PLANNER = MppiConfig(horizon=3, iterations=6, num_samples=16, num_elites=4, num_pi_trajs=2)
+GOAL = np.array([0.5, 0.1, 0.4])
+Q0 = np.array(FR3.start_q)
+DQ0 = np.zeros(7)
+
+
+class FakeClock:
+    """Time only moves when a fake backend call (or the test) advances it."""
+
+    def __init__(self, t: float = 100.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def make_contract(generator: ChunkGenerator, dt: float = DT, robot: str = "fr3") -> ModelContract:
+    return ModelContract(
+        format_version=CONTRACT_VERSION,
+        task="fr3-reach",
+        robot=robot,
+        joint_names=FR3.joint_names,
+        dt=dt,
+        observation=REACH_LAYOUT.to_dict(),
+        action={
+            "meaning": "normalised joint velocity target",
+            "range": [-1.0, 1.0],
+            "velocity_scale": [float(v) for v in generator.velocity_scale],
+        },
+        planner=dataclasses.asdict(PLANNER),
+        model={},
+        model_preset="test",
+        config_hash="0" * 16,
+        training_step=0,
+        export_time="2026-01-01T00:00:00Z",
+        weights_sha256="0" * 64,
+    )
+
+
+def refit(mean: np.ndarray) -> np.ndarray:
+    """The fake's MPPI iteration: nudges each row by a different step, so warm starts are recognisable."""
+    steps = 0.05 * np.arange(1, len(mean) + 1, dtype=np.float32)[:, None]
+    return np.clip(mean + steps, -1.0, 1.0).astype(np.float32)
+
+
+def shift(mean: np.ndarray) -> np.ndarray:
+    return np.concatenate([mean[1:], np.zeros_like(mean[:1])])
+
+
+def full_solve(mean: np.ndarray) -> np.ndarray:
+    """The fake's full solve from warm start ``mean``: the shifted mean it returns."""
+    for _ in range(PLANNER.iterations):
+        mean = refit(mean)
+    return shift(mean)
+
+
+PLAN_MEAN = full_solve(np.zeros((PLANNER.horizon, 7), np.float32))  # after one solve from a reset
+
+
+class FakeBackend:
+    """``Backend`` in numpy: each call advances the fake clock by ``cost[call]`` [s] and records its
+    inputs; ``fail[call]`` makes it raise (``"raise"``) or return NaN, out-of-range or misshapen output.
+
+    A full solve equals ``plan_init`` + ``iterations`` x ``plan_step``: iteration k (1-based) returns the
+    action ``0.1 k`` on every joint and ``refit`` of its input mean.
+    """
+
+    name = "fake"
+
+    def __init__(self, clock: FakeClock, generator: ChunkGenerator, **cost: float) -> None:
+        self.clock = clock
+        self.contract = make_contract(generator)
+        self.planner = PLANNER
+        self.obs_dim = REACH_LAYOUT.size
+        self.action_dim = 7
+        self.latent_dim = 8
+        self.num_q = 5
+        self.cost = {"plan": 0.015, "plan_init": 0.001, "plan_step": 0.002, "policy": 0.0005, **cost}
+        self.fail: dict[str, str] = {}
+        self.calls: list[tuple[str, dict[str, object]]] = []
+        self._k = 0
+
+    def _enter(self, call: str, **inputs: object) -> None:
+        self.calls.append((call, {k: np.copy(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()}))
+        self.clock.advance(self.cost[call])
+        if self.fail.get(call) == "raise":
+            raise RuntimeError(f"{call} broke")
+
+    def _action(self, call: str, value: float) -> np.ndarray:
+        mode = self.fail.get(call)
+        if mode == "nan":
+            return np.full(7, np.nan, dtype=np.float32)
+        if mode == "range":
+            return np.full(7, 1.5, dtype=np.float32)
+        if mode == "shape":
+            return np.zeros(6, dtype=np.float32)
+        return np.full(7, value, dtype=np.float32)
+
+    def names(self) -> list[str]:
+        return [c for c, _ in self.calls]
+
+    def inputs(self, call: str) -> list[dict[str, object]]:
+        return [i for c, i in self.calls if c == call]
+
+    def policy(self, obs: np.ndarray) -> np.ndarray:
+        self._enter("policy", obs=obs)
+        return self._action("policy", -0.2)
+
+    def plan(self, obs: np.ndarray, mean: np.ndarray, noise: PlanNoiseArrays, explore_scale: float) -> PlanOutput:
+        self._enter("plan", obs=obs, mean=mean, noise=noise, explore_scale=explore_scale)
+        for _ in range(self.planner.iterations):
+            mean = refit(mean)
+        action = self._action("plan", 0.1 * self.planner.iterations)
+        return PlanOutput(action, shift(mean), 1.5, 0.1, np.ones(7, dtype=np.float32))
+
+    def plan_init(self, obs: np.ndarray, pi_eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self._enter("plan_init", obs=obs, pi_eps=pi_eps)
+        self._k = 0
+        H, P = self.planner.horizon, self.planner.num_pi_trajs
+        return np.zeros(self.latent_dim, dtype=np.float32), np.zeros((H, P, 7), dtype=np.float32)
+
+    def plan_step(
+        self,
+        z: np.ndarray,
+        prior: np.ndarray,
+        mean: np.ndarray,
+        std: np.ndarray,
+        noise: StepNoise,
+        explore_scale: float,
+    ) -> StepOutput:
+        self._enter("plan_step", mean=mean, std=std, noise=noise)
+        self._k += 1
+        return StepOutput(refit(mean), 0.5 * std, self._action("plan_step", 0.1 * self._k), 0.1 * self._k, 0.0)
+
+
+def make_loop(config: LoopConfig | None = None, **cost: float) -> tuple[ControlLoop, FakeBackend, FakeClock]:
+    clock = FakeClock()
+    generator = ChunkGenerator(FR3, ChunkConfig(), DT)
+    backend = FakeBackend(clock, generator, **cost)
+    loop = ControlLoop(backend, generator, config or LoopConfig(), clock=clock)
+    loop.reset(Q0)
+    return loop, backend, clock
+
+
+def tick(
+    loop: ControlLoop, clock: FakeClock, q: object = Q0, dq: object = DQ0, goal: object = GOAL, **kw: object
+) -> Command:
+    """Start the next period and run one tick on a state measured just now."""
+    clock.advance(DT)
+    return loop.step(clock(), q, dq, goal, **kw)  # type: ignore[arg-type]
+
+
+def test_loop_imports_only_numpy_and_wm_control() -> None:
+    # It runs on a robot PC with onnxruntime only: no torch, ROS, hydra or simulator.
+    forbidden = ("torch", "rclpy", "hydra", "omegaconf", "mujoco", "sim", "onnxruntime")
+    code = (
+        f"import json, sys, wm_control.runtime.loop\nprint(json.dumps([m for m in {forbidden!r} if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+# --- construction ------------------------------------------------------------------------------
+def test_fake_backend_implements_the_protocol() -> None:
+    _, backend, _ = make_loop()
+    assert isinstance(backend, Backend)
+
+
+def test_contract_dt_mismatch_is_refused_naming_dt() -> None:
+    clock = FakeClock()
+    generator = ChunkGenerator(FR3, ChunkConfig(), 0.01)
+    backend = FakeBackend(clock, generator)  # contract says 0.02 s
+    with pytest.raises(ModelContractError, match="'dt'"):
+        ControlLoop(backend, generator, LoopConfig(dt=0.01, margin=0.002), clock=clock)
+
+
+def test_contract_robot_and_velocity_scale_mismatch_are_refused() -> None:
+    clock = FakeClock()
+    generator = ChunkGenerator(FR3, ChunkConfig(), DT)
+    backend = FakeBackend(clock, generator)
+    backend.contract = make_contract(generator, robot="panda")
+    with pytest.raises(ModelContractError, match="'robot'"):
+        ControlLoop(backend, generator, clock=clock)
+    backend.contract = make_contract(generator)
+    faster = ChunkGenerator(FR3, ChunkConfig(velocity_fraction=0.8), DT)
+    with pytest.raises(ModelContractError, match="velocity_scale"):
+        ControlLoop(backend, faster, clock=clock)
+
+
+def test_generator_dt_must_match_the_loop() -> None:
+    clock = FakeClock()
+    generator = ChunkGenerator(FR3, ChunkConfig(), 0.01)
+    backend = FakeBackend(clock, generator)
+    backend.contract = make_contract(generator, dt=DT)
+    with pytest.raises(ConfigError, match="dt"):
+        ControlLoop(backend, generator, LoopConfig(dt=DT), clock=clock)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("dt", 0.0), ("margin", 0.02), ("margin", -0.001), ("stale_timeout", 0.0), ("seed", -1), ("latency_window", 0)],
+)
+def test_bad_loop_config_is_rejected_by_name(field: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=f"LoopConfig.{field}"):
+        LoopConfig(**{field: value})
+
+
+def test_reset_rejects_bad_q() -> None:
+    loop, _, _ = make_loop()
+    with pytest.raises(InputError, match="q"):
+        loop.reset(np.full(7, np.nan))
+
+
+# --- levels and budget -------------------------------------------------------------------------
+def test_full_solve_when_the_budget_allows() -> None:
+    loop, backend, clock = make_loop(plan=0.015)
+    for n in range(1, 4):
+        cmd = tick(loop, clock)
+        assert cmd.level == FallbackLevel.MPPI and cmd.reason == ""
+        np.testing.assert_allclose(cmd.action, 0.6, rtol=1e-6)
+        assert cmd.stats.iterations == PLANNER.iterations
+        assert cmd.stats.elite_value_mean == 1.5
+        assert cmd.stats.plan_latency_s == pytest.approx(0.015)
+        assert not cmd.stats.deadline_miss
+        assert backend.names() == ["plan"] * n
+    assert loop.counters == {"ticks": 3, "MPPI": 3}
+    assert backend.inputs("plan")[0]["explore_scale"] == 0.0
+
+
+def test_over_budget_solve_goes_anytime_with_the_iterations_that_fit() -> None:
+    loop, backend, clock = make_loop(plan=0.020, plan_init=0.001, plan_step=0.004)
+    first = tick(loop, clock)  # never measured: tried, late, still used
+    assert first.level == FallbackLevel.MPPI and first.stats.deadline_miss
+    assert loop.counters["deadline miss"] == 1
+    warm = backend.inputs("plan")[0]["mean"]
+    assert isinstance(warm, np.ndarray)
+
+    cmd = tick(loop, clock)
+    # 16 ms budget: 1 ms init, then 4 ms steps while they fit -> 3 of 6.
+    assert cmd.level == FallbackLevel.PARTIAL
+    assert cmd.reason == "budget: 3/6 iterations"
+    assert cmd.stats.iterations == 3 and not cmd.stats.deadline_miss
+    np.testing.assert_allclose(cmd.action, 0.3, rtol=1e-6)  # the last completed iteration's action
+    assert cmd.stats.elite_value_mean == pytest.approx(0.3)
+    assert backend.names()[1:] == ["plan_init"] + ["plan_step"] * 3
+    c = loop.counters
+    assert (c["PARTIAL"], c["budget"], c["MPPI"], c["ticks"]) == (1, 1, 1, 2)
+
+    # The next tick starts from shift(last step's mean), with the sampling std reset.
+    steps = backend.inputs("plan_step")
+    last_mean = refit(steps[-1]["mean"])  # type: ignore[arg-type]
+    tick(loop, clock)
+    next_first = backend.inputs("plan_step")[3]
+    np.testing.assert_array_equal(next_first["mean"], shift(last_mean))
+    np.testing.assert_array_equal(next_first["std"], np.full((3, 7), PLANNER.max_std, dtype=np.float32))
+
+
+def test_all_iterations_within_budget_in_anytime_mode_is_a_full_solve() -> None:
+    loop, backend, clock = make_loop(plan=0.030, plan_init=0.001, plan_step=0.002)
+    full = tick(loop, clock)
+    cmd = tick(loop, clock)
+    assert cmd.level == FallbackLevel.MPPI and cmd.reason == "" and cmd.stats.iterations == 6
+    np.testing.assert_array_equal(cmd.action, full.action)  # same as the full solve
+    assert backend.names()[1:] == ["plan_init"] + ["plan_step"] * 6
+
+
+def test_budget_too_small_for_any_iteration_gives_the_policy() -> None:
+    loop, backend, clock = make_loop(plan=0.030, plan_init=0.012, plan_step=0.005)
+    levels = [tick(loop, clock).level for _ in range(2)]
+    # tick 1 measures plan (late); tick 2 measures init and one step (late); from then on neither fits.
+    assert levels == [FallbackLevel.MPPI, FallbackLevel.PARTIAL]
+    n_calls = len(backend.calls)
+    cmd = tick(loop, clock)
+    assert cmd.level == FallbackLevel.POLICY and cmd.reason == "budget"
+    np.testing.assert_allclose(cmd.action, -0.2, rtol=1e-6)
+    assert backend.names()[n_calls:] == ["plan_init", "policy"]
+    assert math.isnan(cmd.stats.elite_value_mean) and cmd.stats.iterations == 0
+    assert loop.counters["POLICY"] == 1 and loop.counters["deadline miss"] == 2
+
+
+def test_without_anytime_a_slow_solve_gives_the_policy() -> None:
+    loop, backend, clock = make_loop(LoopConfig(anytime=False), plan=0.030)
+    tick(loop, clock)
+    cmd = tick(loop, clock)
+    assert cmd.level == FallbackLevel.POLICY and cmd.reason == "budget"
+    assert backend.names() == ["plan", "policy"]
+
+
+def test_no_time_left_for_the_policy_falls_to_the_shifted_previous_plan() -> None:
+    loop, backend, clock = make_loop(plan=0.030, plan_init=0.020, policy=0.020)
+    tick(loop, clock)  # full solve (late): a plan exists
+    cmd = tick(loop, clock)  # init eats the budget: no step, and no time left to try the policy
+    assert cmd.level == FallbackLevel.SHIFTED and cmd.reason == "budget"
+    np.testing.assert_array_equal(cmd.action, PLAN_MEAN[0])
+    assert "policy" not in backend.names()
+    assert loop.counters["SHIFTED"] == 1 and loop.counters["budget"] == 1
+
+
+def test_policy_measured_too_slow_falls_to_the_shifted_previous_plan() -> None:
+    loop, backend, clock = make_loop(policy=0.020)
+    backend.fail = {"plan": "raise"}
+    backend.cost["plan"] = 0.0
+    assert tick(loop, clock).level == FallbackLevel.POLICY  # measures the policy: 20 ms, late
+    backend.fail, backend.cost["plan"] = {}, 0.015
+    assert tick(loop, clock).level == FallbackLevel.MPPI
+    backend.fail = {"plan": "raise"}
+    for k in range(2):
+        cmd = tick(loop, clock)
+        assert cmd.level == FallbackLevel.SHIFTED
+        assert cmd.reason == "backend error: RuntimeError: plan broke; budget"
+        np.testing.assert_array_equal(cmd.action, PLAN_MEAN[k])  # the warm start keeps advancing
+    assert backend.names().count("policy") == 1
+
+
+def test_raising_policy_falls_to_the_shifted_previous_plan() -> None:
+    loop, backend, clock = make_loop()
+    tick(loop, clock)
+    backend.fail = {"plan": "raise", "policy": "raise"}
+    cmd = tick(loop, clock)
+    assert cmd.level == FallbackLevel.SHIFTED
+    assert cmd.reason == "backend error: RuntimeError: plan broke; backend error: RuntimeError: policy broke"
+    assert loop.counters["backend error: RuntimeError"] == 1  # counted once per tick
+
+
+def test_no_previous_plan_means_hold() -> None:
+    loop, backend, clock = make_loop()
+    backend.fail = {"plan": "raise", "policy": "raise"}
+    cmd = tick(loop, clock)
+    assert cmd.level == FallbackLevel.HOLD
+    assert cmd.reason.endswith("no previous plan")
+    np.testing.assert_array_equal(cmd.action, np.zeros(7))
+    assert loop.counters["HOLD"] == 1 and loop.counters["no previous plan"] == 1
+    assert loop.fault == cmd.reason
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason", "key"),
+    [
+        ("raise", "backend error: RuntimeError: plan broke", "backend error: RuntimeError"),
+        ("nan", "non-finite output from plan", "non-finite output from plan"),
+        ("range", "action out of range from plan: max |a| = 1.5", "action out of range"),
+        ("shape", "bad output from plan: action has shape (6,); expected (7,)", "bad output from plan"),
+    ],
+)
+def test_backend_fault_falls_back_to_the_policy_with_the_reason(mode: str, reason: str, key: str) -> None:
+    loop, backend, clock = make_loop()
+    backend.fail = {"plan": mode}
+    cmd = tick(loop, clock)
+    assert cmd.level == FallbackLevel.POLICY and cmd.reason == reason
+    np.testing.assert_allclose(cmd.action, -0.2, rtol=1e-6)
+    assert loop.counters[key] == 1 and loop.counters["POLICY"] == 1
+
+
+def test_fault_in_an_anytime_iteration_falls_back_to_the_policy() -> None:
+    loop, backend, clock = make_loop(plan=0.030)
+    tick(loop, clock)
+    backend.fail = {"plan_step": "nan"}
+    cmd = tick(loop, clock)
+    assert cmd.level == FallbackLevel.POLICY and cmd.reason == "non-finite output from plan_step"
+
+
+# --- warm start and noise ----------------------------------------------------------------------
+def test_warm_start_is_carried_across_ticks() -> None:
+    loop, backend, clock = make_loop()
+    for _ in range(3):
+        tick(loop, clock)
+    means = [i["mean"] for i in backend.inputs("plan")]
+    np.testing.assert_array_equal(means[0], np.zeros((3, 7)))
+    for before, after in zip(means, means[1:], strict=False):
+        np.testing.assert_array_equal(after, full_solve(before))  # the shifted mean returned one tick earlier
+    assert np.any(means[2] != 0)
+
+
+def test_same_seed_same_noise() -> None:
+    def noises(seed: int) -> list[PlanNoiseArrays]:
+        loop, backend, clock = make_loop(LoopConfig(seed=seed))
+        for _ in range(3):
+            tick(loop, clock)
+        return [i["noise"] for i in backend.inputs("plan")]  # type: ignore[misc]
+
+    a, b, c = noises(3), noises(3), noises(4)
+    for x, y in zip(a, b, strict=True):
+        for name in PlanNoiseArrays._fields:
+            np.testing.assert_array_equal(getattr(x, name), getattr(y, name))
+    assert not np.array_equal(a[0].samples, c[0].samples)
+    ref = draw_noise_np(PLANNER, 7, 5, np.random.default_rng(3))  # the loop's first draw
+    np.testing.assert_array_equal(a[0].samples, ref.samples)
+    assert not np.array_equal(a[0].samples, a[1].samples)
+
+
+# --- input faults, hold and recovery ------------------------------------------------------------
+@pytest.mark.parametrize("field", ["q", "dq", "goal"])
+def test_non_finite_input_holds_naming_it_then_recovers(field: str) -> None:
+    loop, backend, clock = make_loop()
+    tick(loop, clock)
+    tick(loop, clock)
+    n_calls = len(backend.calls)
+    bad = {"q": Q0.copy(), "dq": DQ0.copy(), "goal": GOAL.copy()}
+    bad[field][1] = np.nan
+    cmd = tick(loop, clock, **bad)
+    assert cmd.level == FallbackLevel.HOLD and cmd.reason == f"non-finite input: {field}"
+    assert len(backend.calls) == n_calls  # the model is not asked
+    assert loop.counters[f"non-finite input: {field}"] == 1
+
+    cmd = tick(loop, clock)
+    assert cmd.level == FallbackLevel.MPPI and loop.fault == ""
+    np.testing.assert_array_equal(backend.inputs("plan")[-1]["mean"], np.zeros((3, 7)))  # clean warm start
+    assert loop.counters["recovery"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"q": np.zeros(6)}, "wrong shape: q has shape (6,); expected (7,)"),
+        ({"dq": np.zeros((7, 1))}, "wrong shape: dq has shape (7, 1); expected (7,)"),
+        ({"goal": np.zeros(2)}, "wrong shape: goal has shape (2,); expected (3,)"),
+        ({"goal": "here"}, "bad input: goal is not a numeric array"),
+    ],
+)
+def test_wrong_input_holds_and_never_raises(kwargs: dict[str, object], reason: str) -> None:
+    loop, _, clock = make_loop()
+    tick(loop, clock)
+    cmd = tick(loop, clock, **kwargs)
+    assert cmd.level == FallbackLevel.HOLD and cmd.reason == reason
+
+
+def test_stale_or_future_state_holds() -> None:
+    loop, _, clock = make_loop()
+    tick(loop, clock)
+    clock.advance(DT)
+    cmd = loop.step(clock() - 0.06, Q0, DQ0, GOAL)
+    assert cmd.level == FallbackLevel.HOLD and cmd.reason.startswith("stale state")
+    assert cmd.stats.state_age_s == pytest.approx(0.06)
+    clock.advance(DT)
+    cmd = loop.step(clock() + 0.06, Q0, DQ0, GOAL)
+    assert cmd.level == FallbackLevel.HOLD and cmd.reason.startswith("state from the future")
+    cmd = tick(loop, clock)
+    assert cmd.level == FallbackLevel.MPPI
+    assert loop.counters["stale state"] == 1 and loop.counters["recovery"] == 1
+
+
+def test_hold_request_holds_until_released() -> None:
+    loop, _, clock = make_loop()
+    tick(loop, clock)
+    assert tick(loop, clock, hold=True).reason == "hold requested"
+    assert tick(loop, clock, hold=True).level == FallbackLevel.HOLD
+    assert tick(loop, clock).level == FallbackLevel.MPPI
+
+
+def test_hold_continues_the_command_state_and_brakes() -> None:
+    loop, backend, clock = make_loop()
+    for _ in range(25):  # cruise: the command reaches the 0.6 velocity target
+        tick(loop, clock)
+    before = loop.command_state
+    assert before is not None
+    assert np.all(before.ddq == 0.0) and np.all(np.abs(before.dq) > 0.1)
+
+    cmd = tick(loop, clock, q=np.full(7, np.nan))
+    assert cmd.level == FallbackLevel.HOLD
+    expected = loop.generator.generate(before, np.zeros(7))
+    np.testing.assert_array_equal(cmd.chunk.positions, expected.chunk.positions)  # starts from the command
+    np.testing.assert_array_equal(cmd.chunk.velocities, expected.chunk.velocities)
+    after = loop.command_state
+    assert after is not None
+    np.testing.assert_array_equal(cmd.chunk.positions[0], after.q)  # the next tick starts at this knot
+    # Velocity magnitude never grows while braking and ends at rest.
+    speeds = np.abs(np.vstack([before.dq, cmd.chunk.velocities]))
+    assert np.all(np.diff(speeds, axis=0) <= 1e-12)
+    assert np.all(cmd.chunk.velocities[-1] == 0.0)
+
+    second = tick(loop, clock, q=np.full(7, np.nan))  # keeps braking from where the first hold left off
+    assert np.all(np.abs(second.chunk.velocities[0]) < np.abs(cmd.chunk.velocities[0]))
+
+
+def test_chunks_and_observations_follow_the_training_env() -> None:
+    loop, backend, clock = make_loop()
+    generator = ChunkGenerator(FR3, ChunkConfig(), DT)
+    state = generator.rest(Q0)
+    q, dq = Q0 + 0.01, np.full(7, 0.05)
+    for _ in range(3):
+        cmd = tick(loop, clock, q=q, dq=dq)
+        obs = backend.inputs("plan")[-1]["obs"]
+        np.testing.assert_array_equal(obs, reach_observation(FR3, q, dq, GOAL, state.dq, state.ddq))
+        result = generator.generate(state, cmd.action)
+        np.testing.assert_array_equal(cmd.chunk.positions, result.chunk.positions)
+        state = result.next_state
+    assert loop.command_state is not None
+    np.testing.assert_array_equal(loop.command_state.q, state.q)
+
+
+def test_first_tick_without_reset_starts_at_rest_at_q() -> None:
+    clock = FakeClock()
+    generator = ChunkGenerator(FR3, ChunkConfig(), DT)
+    backend = FakeBackend(clock, generator)
+    loop = ControlLoop(backend, generator, clock=clock)
+    cmd = tick(loop, clock, q=np.full(7, np.nan))  # no valid q yet: nothing to send
+    assert cmd.level == FallbackLevel.HOLD and cmd.chunk.positions.shape == (0, 7)
+    assert loop.command_state is None
+    cmd = tick(loop, clock)
+    assert cmd.level == FallbackLevel.MPPI
+    expected = generator.generate(generator.rest(Q0), cmd.action)
+    np.testing.assert_array_equal(cmd.chunk.positions, expected.chunk.positions)
+
+
+def test_latency_history_forgets_old_spikes() -> None:
+    loop, backend, clock = make_loop(LoopConfig(latency_window=3), plan=0.030)
+    tick(loop, clock)  # a one-off slow solve
+    backend.cost["plan"] = 0.010
+    for _ in range(3):
+        assert tick(loop, clock).level == FallbackLevel.MPPI  # anytime, all iterations fit
+    assert backend.names().count("plan") == 1
+    tick(loop, clock)  # the spike left the window: init + 6 steps predicts a full solve fits
+    assert backend.names()[-1] == "plan"
+    assert loop.last_stats is not None and not loop.last_stats.deadline_miss

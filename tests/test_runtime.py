@@ -1,0 +1,220 @@
+"""Export to ONNX and the runtime backends: parity with torch, the contract, and clear failures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from export.onnx_export import GRAPHS, export_onnx
+from export.parity import FP32_TOLERANCE, compare_backends
+from wm_control.contract import CONTRACT_VERSION, ModelContract
+from wm_control.errors import ConfigError, ModelContractError
+from wm_control.model.config import model_config
+from wm_control.model.world_model import WorldModel
+from wm_control.observation import REACH_LAYOUT
+from wm_control.planning.config import MppiConfig
+from wm_control.planning.mppi import draw_noise
+from wm_control.robot import FR3
+from wm_control.runtime.load import load_backend
+from wm_control.runtime.noise import check_noise, draw_noise_np
+from wm_control.runtime.onnx_backend import load_onnx_contract
+from wm_control.runtime.weights import weights_sha256
+
+PLANNER = MppiConfig(horizon=3, iterations=3, num_samples=64, num_elites=8, num_pi_trajs=4, discount=0.97)
+
+
+def _model() -> WorldModel:
+    """A small model with every weight randomised (zero-initialised heads would make all values tie)."""
+    torch.manual_seed(3)
+    m = WorldModel(model_config("small", REACH_LAYOUT.size, 7, enc_dim=48, mlp_dim=64, latent_dim=32)).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return m
+
+
+def _contract(m: WorldModel, **changes: object) -> ModelContract:
+    c = ModelContract(
+        format_version=CONTRACT_VERSION,
+        task="fr3-reach",
+        robot="fr3",
+        joint_names=FR3.joint_names,
+        dt=0.02,
+        observation=REACH_LAYOUT.to_dict(),
+        action={"meaning": "normalised joint velocity", "low": -1.0, "high": 1.0, "velocity_scale": [1.0] * 7},
+        planner=dataclasses.asdict(PLANNER),
+        model=dataclasses.asdict(m.cfg),
+        model_preset="small",
+        config_hash="0123456789abcdef",
+        training_step=123,
+        export_time="2026-11-22T00:00:00+00:00",
+        weights_sha256=weights_sha256(m),
+    )
+    return dataclasses.replace(c, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, WorldModel]:
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    out = tmp_path_factory.mktemp("export")
+    m = _model()
+    export_onnx(m, _contract(m), PLANNER, out)
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(out / "weights.safetensors"))
+    return out, m
+
+
+def test_files_are_valid_onnx_with_the_contract(exported: tuple[Path, WorldModel]) -> None:
+    out, m = exported
+    stored = json.loads((out / "model.json").read_text())
+    for graph in GRAPHS:
+        proto = onnx.load(str(out / f"{graph}.onnx"))
+        onnx.checker.check_model(proto, full_check=True)
+        assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+        contract = load_onnx_contract(out / f"{graph}.onnx")
+        assert contract.to_dict() == stored
+        assert contract.weights_sha256 == weights_sha256(m) and contract.planner["num_samples"] == 64
+
+
+def test_onnxruntime_matches_torch_within_1e4(exported: tuple[Path, WorldModel]) -> None:
+    out, _ = exported
+    ort_backend = load_backend(out, "onnxruntime", threads=1)
+    torch_backend = load_backend(out, "torch")
+    diffs = compare_backends(torch_backend, ort_backend, cases=3, seed=1)
+    assert set(diffs) >= {"policy.action", "planner.action[eval]", "planner.action[explore]", "planner_step.mean"}
+    assert max(diffs.values()) <= FP32_TOLERANCE, diffs
+    # the comparison is not vacuous: a different warm start changes the plan by far more than that
+    rng = np.random.default_rng(0)
+    obs = rng.standard_normal(REACH_LAYOUT.size).astype(np.float32)
+    noise = draw_noise_np(PLANNER, 7, torch_backend.num_q, rng)
+    a = ort_backend.plan(obs, np.zeros((3, 7), np.float32), noise, 0.0)
+    b = ort_backend.plan(obs, np.full((3, 7), 0.8, np.float32), noise, 0.0)
+    assert np.abs(a.mean - b.mean).max() > 100 * FP32_TOLERANCE
+
+
+def test_policy_graph_takes_any_batch(exported: tuple[Path, WorldModel]) -> None:
+    import onnxruntime as ort
+
+    out, m = exported
+    sess = ort.InferenceSession(str(out / "policy.onnx"), providers=["CPUExecutionProvider"])
+    obs = np.random.default_rng(2).standard_normal((5, REACH_LAYOUT.size)).astype(np.float32)
+    (actions,) = sess.run(None, {"obs": obs})
+    with torch.no_grad():
+        ref = m.policy(m.encode(torch.from_numpy(obs)), torch.zeros(5, 7)).numpy()
+    assert actions.shape == (5, 7) and np.abs(actions - ref).max() <= FP32_TOLERANCE
+
+
+def test_iterating_the_step_graph_reproduces_the_full_solve(exported: tuple[Path, WorldModel]) -> None:
+    out, _ = exported
+    backend = load_backend(out, "onnxruntime", threads=1)
+    rng = np.random.default_rng(5)
+    obs = rng.standard_normal(REACH_LAYOUT.size).astype(np.float32)
+    mean0 = np.clip(rng.standard_normal((3, 7)), -1, 1).astype(np.float32)
+    noise = draw_noise_np(PLANNER, 7, backend.num_q, rng)
+    full = backend.plan(obs, mean0, noise, 1.0)
+    z, prior = backend.plan_init(obs, noise.pi_eps)
+    mean, std = mean0, np.full((3, 7), PLANNER.max_std, np.float32)
+    for i in range(PLANNER.iterations):
+        step = backend.plan_step(z, prior, mean, std, noise.step(i), 1.0)
+        mean, std = step.mean, step.std
+    assert np.abs(step.action - full.action).max() <= FP32_TOLERANCE
+    shifted = np.concatenate([mean[1:], np.zeros((1, 7), np.float32)])
+    assert np.abs(shifted - full.mean).max() <= FP32_TOLERANCE
+
+
+def test_numpy_and_torch_noise_have_the_same_shapes() -> None:
+    t = draw_noise(PLANNER, 7, 5, torch.Generator().manual_seed(0))
+    n = draw_noise_np(PLANNER, 7, 5, np.random.default_rng(0))
+    for name in t._fields:
+        assert tuple(getattr(t, name).shape) == getattr(n, name).shape, name
+    check_noise(n, PLANNER, 7, 5)
+    bad = n._replace(q_heads=np.full_like(n.q_heads, 7))
+    with pytest.raises(Exception, match=r"noise.q_heads must lie in \[0, 4\]"):
+        check_noise(bad, PLANNER, 7, 5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"robot": "panda"}, "'robot'"),
+        ({"dt": 0.01}, "'dt'"),
+        ({"joint_names": ("a",) * 7}, "'joint_names'"),
+        ({"observation_size": 39}, "'observation'"),
+        ({"observation_layout": "fr3-reach-v2"}, "'observation'"),
+        ({"velocity_scale": [2.0] * 7}, "'action.velocity_scale'"),
+    ],
+)
+def test_contract_check_names_the_field(kwargs: dict[str, object], field: str) -> None:
+    m = _model()
+    c = _contract(m)
+    c.check(robot="fr3", dt=0.02, joint_names=FR3.joint_names, observation_size=40, observation_layout="fr3-reach-v3")
+    with pytest.raises(ModelContractError, match=field):
+        c.check(**kwargs)  # type: ignore[arg-type]
+
+
+def test_contract_round_trip_and_version_check() -> None:
+    c = _contract(_model())
+    assert ModelContract.from_metadata(c.to_metadata()) == c
+    with pytest.raises(ModelContractError, match="format_version 99"):
+        ModelContract.from_dict({**c.to_dict(), "format_version": 99})
+    with pytest.raises(ModelContractError, match="lacks contract field"):
+        ModelContract.from_dict({k: v for k, v in c.to_dict().items() if k != "dt"})
+    with pytest.raises(ModelContractError, match="no wm_control metadata"):
+        ModelContract.from_metadata({"producer": "x"})
+
+
+def test_mixed_or_tampered_exports_are_refused(exported: tuple[Path, WorldModel], tmp_path: Path) -> None:
+    out, m = exported
+    folder = tmp_path / "copy"
+    shutil.copytree(out, folder)
+    weights = load_file(str(folder / "weights.safetensors"))
+    weights = {k: (v + 1.0 if k.startswith("pi_head") else v) for k, v in weights.items()}
+    save_file(weights, str(folder / "weights.safetensors"))
+    with pytest.raises(ModelContractError, match="weights_sha256"):
+        load_backend(folder, "torch")
+    other = json.loads((folder / "model.json").read_text())
+    other["weights_sha256"] = "0" * 64
+    (folder / "model.json").write_text(json.dumps(other))
+    with pytest.raises(ModelContractError, match="different exports"):
+        load_backend(folder, "onnxruntime")
+
+
+def test_loader_errors_are_clear(
+    exported: tuple[Path, WorldModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, _ = exported
+    with pytest.raises(ConfigError, match="backend='jax'; valid"):
+        load_backend(out, "jax")
+    with pytest.raises(ModelContractError, match="model.json not found"):
+        load_backend(tmp_path, "onnxruntime")
+    with pytest.raises(ConfigError, match="CUDAExecutionProvider"):
+        load_backend(out, "onnxruntime", provider="cuda")
+    with pytest.raises(ConfigError, match="provider='rocm'"):
+        load_backend(out, "onnxruntime", provider="rocm")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ConfigError, match="pip install onnxruntime"):
+        load_backend(out, "onnxruntime")
+
+
+def test_fp16_export_keeps_float32_io_and_close_actions(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    m = _model()
+    export_onnx(m, _contract(m), PLANNER, tmp_path, fp16=True, graphs=("policy",))
+    sess = ort.InferenceSession(str(tmp_path / "policy.fp16.onnx"), providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].type == "tensor(float)"
+    obs = np.random.default_rng(4).standard_normal((8, REACH_LAYOUT.size)).astype(np.float32)
+    (actions,) = sess.run(None, {"obs": obs})
+    with torch.no_grad():
+        ref = m.policy(m.encode(torch.from_numpy(obs)), torch.zeros(8, 7)).numpy()
+    err = np.abs(actions - ref).max()
+    assert 0.0 < err < 5e-2  # half precision: not bit-equal, but close
