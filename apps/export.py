@@ -36,6 +36,11 @@ def export_run(cfg: dict[str, Any], log: Any = print) -> dict[str, Any]:
     set_threads(cfg.get("threads"))
     if not cfg.get("out"):
         raise ConfigError("out=<folder> is required (where the exported files go)")
+    if cfg.get("tensorrt"):
+        raise ConfigError(
+            "tensorrt=true: the native TensorRT engine build is not part of this release; run the ONNX files "
+            "with backend=onnxruntime provider=tensorrt (TensorRT execution provider) instead"
+        )
     ckpt = load_checkpoint(cfg["checkpoint"])
     run = dict(ckpt.config)
     run["planner"] = {**run["planner"], **{k: v for k, v in (cfg.get("planner") or {}).items() if v is not None}}
@@ -68,11 +73,6 @@ def export_run(cfg: dict[str, Any], log: Any = print) -> dict[str, Any]:
     )  # fmt: skip
     verdict = "passed" if report["passed"] else "FAILED"
     log(f"  parity onnxruntime vs torch: max |diff| {report['max_abs_diff']:.2e} (tolerance {tolerance:g}): {verdict}")
-    if cfg.get("tensorrt"):
-        raise ConfigError(
-            "tensorrt=true: the native TensorRT engine build is not part of this release; run the ONNX files "
-            "with backend=onnxruntime provider=tensorrt (TensorRT execution provider) instead"
-        )
     return report
 
 

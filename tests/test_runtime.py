@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from export.onnx_export import GRAPHS, export_onnx
 from export.parity import FP32_TOLERANCE, compare_backends
+from wm_control.chunking import ChunkConfig, ChunkGenerator
 from wm_control.contract import CONTRACT_VERSION, ModelContract
 from wm_control.errors import ConfigError, ModelContractError
 from wm_control.model.config import model_config
@@ -51,7 +52,12 @@ def _contract(m: WorldModel, **changes: object) -> ModelContract:
         joint_names=FR3.joint_names,
         dt=0.02,
         observation=REACH_LAYOUT.to_dict(),
-        action={"meaning": "normalised joint velocity", "low": -1.0, "high": 1.0, "velocity_scale": [1.0] * 7},
+        action={
+            "meaning": "normalised joint velocity",
+            "low": -1.0,
+            "high": 1.0,
+            "velocity_scale": [float(v) for v in ChunkGenerator(FR3, ChunkConfig(), 0.02).velocity_scale],
+        },
         planner=dataclasses.asdict(PLANNER),
         model=dataclasses.asdict(m.cfg),
         model_preset="small",
@@ -150,7 +156,7 @@ def test_numpy_and_torch_noise_have_the_same_shapes() -> None:
         ({"joint_names": ("a",) * 7}, "'joint_names'"),
         ({"observation_size": 39}, "'observation'"),
         ({"observation_layout": "fr3-reach-v2"}, "'observation'"),
-        ({"velocity_scale": [2.0] * 7}, "'action.velocity_scale'"),
+        ({"velocity_scale": [9.0] * 7}, "'action.velocity_scale'"),
     ],
 )
 def test_contract_check_names_the_field(kwargs: dict[str, object], field: str) -> None:
@@ -218,3 +224,29 @@ def test_fp16_export_keeps_float32_io_and_close_actions(tmp_path: Path) -> None:
         ref = m.policy(m.encode(torch.from_numpy(obs)), torch.zeros(8, 7)).numpy()
     err = np.abs(actions - ref).max()
     assert 0.0 < err < 5e-2  # half precision: not bit-equal, but close
+
+
+def test_control_loop_runs_the_exported_planner(exported: tuple[Path, WorldModel]) -> None:
+    """The ROS-free loop on the real onnxruntime backend and chunk generator: it plans (never holds)
+    from the FR3 start pose, and each chunk starts where the previous command state was.
+    """
+    from wm_control.runtime import ControlLoop, FallbackLevel, LoopConfig
+
+    out, _ = exported
+    backend = load_backend(out, "onnxruntime", threads=1)
+    generator = ChunkGenerator(FR3, ChunkConfig(), 0.02)
+    now = [100.0]
+    loop = ControlLoop(backend, generator, LoopConfig(margin=0.004), clock=lambda: now[0])
+    assert FR3.start_q is not None
+    q = np.array(FR3.start_q)
+    loop.reset(q)
+    goal = np.array([0.5, 0.1, 0.4])
+    for _ in range(5):
+        before = loop.command_state
+        cmd = loop.step(now[0], q, np.zeros(7), goal)
+        assert cmd.level in (FallbackLevel.MPPI, FallbackLevel.PARTIAL, FallbackLevel.POLICY), cmd.reason
+        assert np.all(np.isfinite(cmd.chunk.positions)) and np.abs(cmd.action).max() <= 1.0
+        first_step = cmd.chunk.positions[0] - before.q
+        assert np.all(np.abs(first_step) <= generator.velocity_scale * 0.02 + 1e-9)
+        now[0] += 0.02
+    assert loop.counters["ticks"] == 5
