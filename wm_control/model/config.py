@@ -11,7 +11,7 @@ from wm_control.errors import ConfigError, check_range
 __all__ = ["PRESETS", "ModelConfig", "model_config"]
 
 # TD-MPC2 model sizes (Hansen et al. 2024, Table / reference code common/__init__.py), by approximate
-# parameter count, plus "small": our CPU-control preset (about 0.2 M parameters on fr3-reach) chosen
+# parameter count, plus "small": our CPU-control preset (0.34 M parameters on fr3-reach, train_speed.json) chosen
 # by measurement so that planning fits a 50 Hz tick on a 2-core CPU (see README, plan latency).
 PRESETS: dict[str, dict[str, int]] = {
     "small": {"enc_dim": 128, "mlp_dim": 192, "latent_dim": 64, "num_enc_layers": 2, "num_q": 2},
