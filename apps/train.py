@@ -11,7 +11,9 @@ curve.png and checkpoints/. Ctrl-C saves a checkpoint before exiting.
 
 from __future__ import annotations
 
+import copy
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +34,25 @@ RESUMABLE_CHANGES = (
 )
 
 
-def run(cfg: dict[str, Any], run_dir: Path) -> int:
-    """Train as ``cfg`` says into ``run_dir``; returns the exit code (130 after Ctrl-C)."""
+def run(cfg: dict[str, Any], run_dir: Path, overridden: Sequence[str] = ()) -> int:
+    """Train as ``cfg`` says into ``run_dir``; returns the exit code (130 after Ctrl-C).
+
+    ``overridden``: the dotted keys the user set on the command line. When resuming, the
+    checkpoint's config is the base and only those keys are taken from ``cfg``: schedule and
+    logging keys (``RESUMABLE_CHANGES``) may change, any other one must match the checkpoint.
+    """
     import yaml
 
     from wm_control import native
     from wm_control.config import from_dict
-    from wm_control.errors import ConfigError
-    from wm_control.training.checkpoint import config_differences, load_checkpoint
+    from wm_control.training.checkpoint import load_checkpoint
     from wm_control.training.logger import RunLogger
     from wm_control.training.trainer import TrainConfig, Trainer
 
+    ckpt = None
+    if cfg.get("resume"):
+        ckpt = load_checkpoint(cfg["resume"])
+        cfg = resumed_config(ckpt.config, cfg, overridden, str(ckpt.path))
     set_threads(cfg.get("threads"))
     native.tune_allocator()
     make_env = env_factory(cfg["task"])
@@ -51,13 +61,7 @@ def run(cfg: dict[str, Any], run_dir: Path) -> int:
     probe.close()
     train_cfg = from_dict(TrainConfig, cfg["train"], "train")
     trainer = Trainer(make_env, agent, train_cfg, run_dir, cfg, title=cfg["task"]["name"])
-    if cfg.get("resume"):
-        ckpt = load_checkpoint(cfg["resume"])
-        diffs = [d for d in config_differences(ckpt.config, cfg) if not d.startswith(RESUMABLE_CHANGES)]
-        if diffs:
-            raise ConfigError(
-                f"cannot resume {ckpt.path}: the config differs from the checkpoint's: {'; '.join(diffs)}"
-            )
+    if ckpt is not None:
         trainer.restore(ckpt)
         print(f"resuming {ckpt.path} at step {trainer.step}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +87,58 @@ def run(cfg: dict[str, Any], run_dir: Path) -> int:
     return 130 if result.interrupted else 0
 
 
+def resumed_config(
+    stored: dict[str, Any], requested: dict[str, Any], overridden: Sequence[str], where: str
+) -> dict[str, Any]:
+    """The config a resumed run continues with: the checkpoint's, plus the allowed overrides.
+
+    Raises ``ConfigError`` naming every overridden key that would change what is learned.
+    """
+    from wm_control.errors import ConfigError
+    from wm_control.training.checkpoint import config_differences
+
+    merged = copy.deepcopy(stored)
+    diffs: list[str] = []
+    for key in sorted(set(overridden) | {"resume", "run_dir"}):
+        want, have = _get(requested, key), _get(stored, key)
+        if key.startswith(RESUMABLE_CHANGES):
+            _set(merged, key, want)
+        elif isinstance(want, dict) and isinstance(have, dict):
+            diffs += config_differences(have, want, key + ".")
+        elif want != have:
+            diffs.append(f"{key}: checkpoint {have!r} != requested {want!r}")
+    if diffs:
+        raise ConfigError(f"cannot resume {where}: the config differs from the checkpoint's: {'; '.join(diffs)}")
+    return merged
+
+
+def _get(cfg: dict[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return "<missing>"
+        node = node[part]
+    return node
+
+
+def _set(cfg: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = cfg
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def override_keys(overrides: Sequence[str]) -> list[str]:
+    """Dotted keys of hydra command-line overrides (``a.b=1``, ``+a=1``, ``~a``, ``task=dmc/x``)."""
+    keys = []
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key and not key.startswith("hydra"):
+            keys.append(key)
+    return keys
+
+
 def main() -> None:
     """Console entry point."""
     import hydra
@@ -100,7 +156,8 @@ def main() -> None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         plain["run_dir"] = str(run_dir)
         try:
-            return run(plain, run_dir)  # type: ignore[arg-type]
+            overridden = override_keys(HydraConfig.get().overrides.task)
+            return run(plain, run_dir, overridden)  # type: ignore[arg-type]
         except WmControlError as exc:
             print(f"wm-control-train: error: {exc}", file=sys.stderr)
             sys.exit(2)

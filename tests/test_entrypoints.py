@@ -72,10 +72,12 @@ def test_train_then_eval(tmp_path: Path) -> None:
     missing = _run("apps.export", f"checkpoint={tmp_path / 'nowhere'}", f"out={tmp_path / 'x'}", cwd=tmp_path)
     assert missing.returncode == 2 and "wm-control-export: error:" in missing.stderr
 
-    # Resuming with a different model is refused, naming the field.
-    bad = _run("apps.train", *TINY, "model.overrides.mlp_dim=48", f"resume={run_dir}", "train.steps=80", cwd=tmp_path)
+    # Resuming with a different model is refused, naming the field; the rest of the config (task, model,
+    # planner) comes from the checkpoint, so it need not be repeated.
+    bad = _run("apps.train", "model.overrides.mlp_dim=48", f"resume={run_dir}", "train.steps=80", cwd=tmp_path)
     assert bad.returncode == 2
     assert "model.overrides.mlp_dim: checkpoint 32 != requested 48" in bad.stderr
+    assert "task." not in bad.stderr and "planner." not in bad.stderr
 
 
 def test_unknown_task_is_a_clear_error(tmp_path: Path) -> None:
@@ -110,3 +112,20 @@ def test_planner_overrides_list_every_planner_field(name: str) -> None:
 
     cfg = yaml.safe_load((Path(__file__).parents[1] / "configs" / name).read_text())
     assert set(cfg["planner"]) == {f.name for f in dataclasses.fields(MppiConfig)} - {"discount"}
+
+
+def test_resumed_config_keeps_the_checkpoint_and_applies_schedule_overrides() -> None:
+    from apps.train import override_keys, resumed_config
+    from wm_control.errors import ConfigError
+
+    stored = {"task": {"name": "dmc/cartpole-swingup"}, "train": {"steps": 100, "seed": 1}, "resume": None}
+    requested = {"task": {"name": "fr3-reach"}, "train": {"steps": 500, "seed": 1}, "resume": "/r", "run_dir": "/r"}
+    keys = override_keys(["resume=/r", "train.steps=500", "hydra.run.dir=/x"])
+    assert keys == ["resume", "train.steps"]
+    merged = resumed_config(stored, requested, keys, "ckpt")
+    assert merged["task"]["name"] == "dmc/cartpole-swingup" and merged["train"]["steps"] == 500
+    assert merged["resume"] == "/r" and merged["run_dir"] == "/r"
+    with pytest.raises(ConfigError, match="task.name: checkpoint 'dmc/cartpole-swingup' != requested 'fr3-reach'"):
+        resumed_config(stored, requested, override_keys(["task=fr3-reach"]), "ckpt")
+    with pytest.raises(ConfigError, match="train.seed: checkpoint 1 != requested 2"):
+        resumed_config(stored, {**requested, "train": {"steps": 100, "seed": 2}}, ["train.seed"], "ckpt")
