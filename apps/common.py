@@ -73,6 +73,7 @@ def build_agent(run: dict[str, Any], env: Any) -> Any:
     action_dim = int(np.prod(env.action_space.shape))
     model = run["model"]
     overrides = {k: v for k, v in (model.get("overrides") or {}).items() if v is not None}
+    overrides.setdefault("episodic", bool(run["task"].get("episodic", False)))
     mcfg = model_config(model["preset"], obs_dim, action_dim, **overrides)
     planner = from_dict(MppiConfig, run["planner"], "planner")
     acfg = from_dict(AgentConfig, {**run["agent"], "planner": planner}, "agent")

@@ -11,13 +11,15 @@ from torch import Tensor
 from wm_control.errors import ConfigError, InputError
 from wm_control.model.config import model_config
 from wm_control.model.world_model import WorldModel
-from wm_control.planning.mppi import MppiConfig, PlanState, draw_noise, plan, plan_flops
+from wm_control.planning.mppi import MppiConfig, PlanState, _trajectory_value, draw_noise, plan, plan_flops
 
 SMALL = MppiConfig(horizon=3, iterations=4, num_samples=128, num_elites=16, num_pi_trajs=8)
 
 
 class Quadratic:
     """Toy latent model: z is a position, next = z + 0.1 a, reward = -|next - goal|^2."""
+
+    episodic = False
 
     def __init__(self, goal: Tensor) -> None:
         self.goal = goal
@@ -116,3 +118,47 @@ def test_flop_count_scales_with_budget() -> None:
     base = plan_flops(MppiConfig(), mc)
     assert plan_flops(MppiConfig(iterations=12), mc) > 1.9 * base
     assert 12e9 < base < 15e9  # ~13.2 GFLOP for the 1M model at the default budget
+
+
+class Cliff(Quadratic):
+    """Every step earns 1 + x (further right pays more), but crossing x = 0.15 ends the episode."""
+
+    def __init__(self, episodic: bool, p_end: float | None = None) -> None:
+        super().__init__(torch.zeros(2))
+        self.episodic = episodic
+        self.p_end = p_end
+
+    def reward(self, z: Tensor, a: Tensor) -> Tensor:
+        return 1.0 + self.next(z, a)[..., 0]
+
+    def value(self, z: Tensor, a: Tensor, heads: Tensor | None = None, reduce: str = "avg") -> Tensor:
+        return 10.0 + 10.0 * z[..., 0]
+
+    def termination(self, z: Tensor) -> Tensor:
+        if self.p_end is not None:
+            return torch.full(z.shape[:-1], self.p_end)
+        return torch.sigmoid(200.0 * (z[..., 0] - 0.15))
+
+
+def test_episodic_value_weights_by_the_probability_of_still_running() -> None:
+    model = Cliff(episodic=True, p_end=0.25)
+    z = torch.zeros(4, 2)
+    actions = torch.rand(3, 4, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    g = 0.9
+    got = _trajectory_value(model, z, actions, torch.zeros(4, 2), torch.zeros(2), g ** torch.arange(4.0))
+    x = 0.1 * actions[:, :, 0].cumsum(0)  # positions after each step
+    want = (1 + x[0]) + g * 0.75 * (1 + x[1]) + g**2 * 0.75**2 * (1 + x[2]) + g**3 * 0.75**3 * (10 + 10 * x[2])
+    assert torch.allclose(got, want, atol=1e-5)
+    plain = _trajectory_value(Cliff(False), z, actions, torch.zeros(4, 2), torch.zeros(2), g ** torch.arange(4.0))
+    assert not torch.allclose(plain, want, atol=1e-3)
+
+
+def test_episodic_planner_stops_before_a_predicted_termination() -> None:
+    cfg = dataclasses.replace(SMALL, iterations=6, num_samples=256)
+    blind = [_solve(Cliff(episodic=False), torch.zeros(2), cfg, seed=s) for s in range(4)]
+    aware = [_solve(Cliff(episodic=True), torch.zeros(2), cfg, seed=s) for s in range(4)]
+    # Blind to the cliff, the plan runs right at full speed (3 steps of 0.1 reach x = 0.3); seeing it,
+    # the plan's remaining steps stay left of x = 0.15 (the warm start holds steps 2 and 3).
+    for b, a in zip(blind, aware, strict=True):
+        assert b.action[0] > 0.6 and b.state.mean[:2, 0].min() > 0.6
+        assert 0.1 * (a.action[0] + a.state.mean[:2, 0].sum()) < 0.15

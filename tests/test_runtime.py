@@ -34,10 +34,13 @@ from wm_control.runtime.weights import weights_sha256
 PLANNER = MppiConfig(horizon=3, iterations=3, num_samples=64, num_elites=8, num_pi_trajs=4, discount=0.97)
 
 
-def _model() -> WorldModel:
-    """A small model with every weight randomised (zero-initialised heads would make all values tie)."""
+def _model(episodic: bool = True) -> WorldModel:
+    """A small model with every weight randomised (zero-initialised heads would make all values tie);
+    episodic (with a termination head) as fr3-reach models are.
+    """
     torch.manual_seed(3)
-    m = WorldModel(model_config("small", REACH_LAYOUT.size, 7, enc_dim=48, mlp_dim=64, latent_dim=32)).eval()
+    cfg = model_config("small", REACH_LAYOUT.size, 7, enc_dim=48, mlp_dim=64, latent_dim=32, episodic=episodic)
+    m = WorldModel(cfg).eval()
     with torch.no_grad():
         for p in m.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -69,11 +72,11 @@ def _contract(m: WorldModel, **changes: object) -> ModelContract:
     return dataclasses.replace(c, **changes)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, WorldModel]:
+@pytest.fixture(scope="module", params=[True, False], ids=["episodic", "continuing"])
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, WorldModel]:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     out = tmp_path_factory.mktemp("export")
-    m = _model()
+    m = _model(episodic=request.param)
     export_onnx(m, _contract(m), PLANNER, out)
     save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(out / "weights.safetensors"))
     return out, m

@@ -112,3 +112,16 @@ def test_bad_configs() -> None:
         ModelConfig(obs_dim=5, action_dim=1, latent_dim=30)
     with pytest.raises(ConfigError, match=r"unknown model field\(s\) \['width'\]"):
         model_config("small", 5, 1, width=3)
+
+
+def test_termination_head_only_on_episodic_models() -> None:
+    m = WorldModel(model_config("small", 10, 3, episodic=True)).eval()
+    z = m.encode(torch.randn(4, 5, 10))
+    p = m.termination(z)
+    assert m.episodic and p.shape == (4, 5) and torch.all((p > 0) & (p < 1))
+    plain = WorldModel(model_config("small", 10, 3)).eval()
+    assert not plain.episodic and plain.termination_head is None
+    with pytest.raises(ConfigError, match="no termination head"):
+        plain.termination(z)
+    with pytest.raises(ConfigError, match="model.episodic"):
+        model_config("small", 10, 3, episodic="yes")

@@ -34,6 +34,8 @@ class ModelConfig:
     num_q: Q-ensemble heads (>= 2); dropout: dropout after the first Q layer.
     num_bins, vmin, vmax: discrete regression grid (symlog space) for rewards and values.
     log_std_min, log_std_max: policy prior log-std range.
+    episodic: add a termination head (TD-MPC2's episodic mode) for tasks whose episodes can end
+        early; the planner then stops counting rewards and values after a predicted termination.
     """
 
     obs_dim: int
@@ -50,6 +52,7 @@ class ModelConfig:
     vmax: float = 10.0
     log_std_min: float = -10.0
     log_std_max: float = 2.0
+    episodic: bool = False
     preset: str = "custom"
 
     def __post_init__(self) -> None:
@@ -63,6 +66,8 @@ class ModelConfig:
         check_range("model.dropout", self.dropout, 0.0, 1.0, high_inclusive=False)
         check_range("model.simnorm_dim", self.simnorm_dim, 1, 1024)
         check_range("model.num_bins", self.num_bins, 2, 10_000)
+        if not isinstance(self.episodic, bool):
+            raise ConfigError(f"model.episodic={self.episodic!r} must be true or false")
         if self.latent_dim % self.simnorm_dim:
             raise ConfigError(
                 f"model.latent_dim={self.latent_dim} must be a multiple of model.simnorm_dim={self.simnorm_dim}"

@@ -32,6 +32,15 @@ class LatentModel(Protocol):
         """``(B..., dz), (B..., A) -> (B...)``: Q-value, averaged (or min) over the chosen heads."""
         ...
 
+    @property
+    def episodic(self) -> bool:
+        """Whether ``termination`` is available (the planner ignores terminations otherwise)."""
+        ...
+
+    def termination(self, z: Tensor) -> Tensor:
+        """``(B..., dz) -> (B...)``: probability that the step into ``z`` ended the episode."""
+        ...
+
     def policy(self, z: Tensor, eps: Tensor) -> Tensor:
         """``(B..., dz), (B..., A) -> (B..., A)``: policy-prior action ``tanh(mu + std * eps)`` in
         [-1, 1] for standard-normal draws ``eps`` (zeros give the mean action).

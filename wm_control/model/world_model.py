@@ -11,6 +11,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from wm_control.errors import ConfigError
 from wm_control.model.config import ModelConfig
 from wm_control.model.fused import linear_two_hot_inv, two_hot_inv_fast
 from wm_control.model.layers import MLP, QEnsemble
@@ -22,8 +23,8 @@ __all__ = ["WorldModel"]
 class WorldModel(nn.Module):
     """TD-MPC2 implicit world model (single task, state observations).
 
-    Implements the ``LatentModel`` protocol (``encode``, ``next``, ``reward``, ``value``, ``policy``)
-    plus the logit-level heads used for training and a Polyak-averaged target Q-ensemble.
+    Implements the ``LatentModel`` protocol (``encode``, ``next``, ``reward``, ``value``, ``policy``,
+    ``episodic``, ``termination``) plus the logit-level heads used for training and a Polyak-averaged target Q-ensemble.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -35,6 +36,7 @@ class WorldModel(nn.Module):
         self.reward_head = MLP(za, [cfg.mlp_dim] * 2, cfg.num_bins)
         self.pi_head = MLP(cfg.latent_dim, [cfg.mlp_dim] * 2, 2 * cfg.action_dim)
         self.qs = QEnsemble(za, cfg.mlp_dim, cfg.num_bins, cfg.num_q, cfg.dropout)
+        self.termination_head = MLP(cfg.latent_dim, [cfg.mlp_dim] * 2, 1) if cfg.episodic else None
         self.reward_head.zero_output_()
         self.target_qs = copy.deepcopy(self.qs)
         self.target_qs.requires_grad_(False)
@@ -66,6 +68,15 @@ class WorldModel(nn.Module):
         q = linear_two_hot_inv(h, w, b, self.cfg.vmin, self.cfg.vmax).reshape(h.shape[0], *x.shape[:-1])
         return q.mean(0) if reduce == "avg" else q.min(0).values
 
+    @property
+    def episodic(self) -> bool:
+        """Whether the model predicts terminations (``termination``)."""
+        return self.termination_head is not None
+
+    def termination(self, z: Tensor) -> Tensor:
+        """Probability ``(B...)`` that the step which led to latent ``z`` ended the episode."""
+        return torch.sigmoid(self.termination_logits(z))
+
     def policy(self, z: Tensor, eps: Tensor) -> Tensor:
         """Policy-prior action ``tanh(mu + std * eps)`` ``(B..., A)`` for standard-normal ``eps``
         (zeros give the mean action).
@@ -84,6 +95,12 @@ class WorldModel(nn.Module):
     def reward_logits(self, z: Tensor, a: Tensor) -> Tensor:
         """Reward logits ``(B..., K)``."""
         return self.reward_head(torch.cat([z, a], dim=-1))
+
+    def termination_logits(self, z: Tensor) -> Tensor:
+        """Termination logits ``(B...)``; raises ``ConfigError`` for a model built without the head."""
+        if self.termination_head is None:
+            raise ConfigError("this model has no termination head (model.episodic is false)")
+        return self.termination_head(z).squeeze(-1)
 
     def q_logits(
         self,

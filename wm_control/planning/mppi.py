@@ -145,15 +145,28 @@ def _trajectory_value(
     ``discounts`` is ``(H + 1,)``: ``gamma^t`` for the rewards and ``gamma^H`` for the terminal value.
     The latents are rolled out first and the rewards of all steps predicted in one batched call
     (measured faster on CPU than a reward call per step).
+
+    With an episodic model each reward and the terminal value are weighted by the predicted
+    probability that the episode is still running when they are earned (a step that ends the
+    episode still earns its own reward). The reference thresholds the probability at 0.5 instead; the
+    product of probabilities is continuous, so backends that differ by rounding cannot flip a
+    trajectory between "ended" and "running".
     """
     H = actions.shape[0]
-    states = []
+    states = [z]
     for t in range(H):
-        states.append(z)
         z = model.next(z, actions[t])
-    rewards = model.reward(torch.stack(states), actions)  # (H, K); stack, not slice writes (ONNX scatter)
+        states.append(z)
+    rewards = model.reward(torch.stack(states[:H]), actions)  # (H, K); stack, not slice writes (ONNX scatter)
     terminal = model.value(z, model.policy(z, eps), heads, reduce="avg")
-    return discounts[:H] @ rewards + discounts[H] * terminal
+    if not model.episodic:
+        return discounts[:H] @ rewards + discounts[H] * terminal
+    running = 1.0 - model.termination(torch.stack(states[1:]))  # (H, K): the step into z_t+1 did not end it
+    alive = [torch.ones_like(terminal)]
+    for t in range(H):
+        alive.append(alive[-1] * running[t])
+    alive_t = torch.stack(alive)  # (H + 1, K): probability that no earlier step ended the episode
+    return discounts[:H] @ (alive_t[:H] * rewards) + discounts[H] * alive_t[H] * terminal
 
 
 class IterationResult(NamedTuple):
@@ -279,7 +292,8 @@ def plan_flops(cfg: MppiConfig, model_cfg: object) -> int:
     rew = za * h + h * h + h * bins
     pi = dz * h + h * h + h * 2 * A
     q = 2 * (za * h + h * h + h * bins)
+    term = (dz * h + h * h + h) if getattr(model_cfg, "episodic", False) else 0
     K, H, P = cfg.num_samples, cfg.horizon, cfg.num_pi_trajs
-    per_iter = K * (H * (dyn + rew) + pi + q)
+    per_iter = K * (H * (dyn + rew + term) + pi + q)
     prior = P * (H * pi + (H - 1) * dyn)
     return 2 * (cfg.iterations * per_iter + prior)

@@ -96,11 +96,13 @@ class TorchBackend:
 
 def model_config_from_contract(contract: ModelContract) -> ModelConfig:
     """The ``ModelConfig`` recorded in the contract's ``model`` field."""
-    names = {f.name for f in dataclasses.fields(ModelConfig)}
-    missing = sorted(names - set(contract.model))
+    fields = dataclasses.fields(ModelConfig)
+    names = {f.name for f in fields}
+    required = {f.name for f in fields if f.default is dataclasses.MISSING}
+    missing = sorted(required - set(contract.model))  # fields added later keep their defaults
     if missing:
         raise ModelContractError(f"model contract field 'model' lacks {missing}")
-    return ModelConfig(**{k: contract.model[k] for k in names})
+    return ModelConfig(**{k: contract.model[k] for k in names & set(contract.model)})
 
 
 def load_torch_backend(

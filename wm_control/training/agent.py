@@ -39,6 +39,7 @@ UPDATE_METRICS = (
     "consistency_loss",
     "reward_loss",
     "value_loss",
+    "termination_loss",  # episodic models only (the training log shows NaN otherwise)
     "total_loss",
     "grad_norm",
     "pi_loss",
@@ -55,7 +56,8 @@ class AgentConfig:
     batch_size: replayed sub-trajectories per update. rho: temporal weight of the losses.
     lr: Adam learning rate; enc_lr_scale: multiplier for the encoder. grad_clip_norm: gradient-norm
     clip. tau: Polyak rate of the target Q-ensemble (and of the Q-scale). consistency_coef,
-    reward_coef, value_coef: loss weights. entropy_coef: policy entropy bonus.
+    reward_coef, value_coef: loss weights. termination_coef: weight of the termination loss
+    (episodic models only). entropy_coef: policy entropy bonus.
     discount_denom / discount_min / discount_max: the discount from the episode length,
     clip((L / denom - 1) / (L / denom), min, max); discount: an explicit value overrides it.
     mpc: act by planning (else with the policy prior). planner: MPPI budget (its ``horizon`` is the
@@ -71,6 +73,7 @@ class AgentConfig:
     consistency_coef: float = 20.0
     reward_coef: float = 0.1
     value_coef: float = 0.1
+    termination_coef: float = 1.0
     entropy_coef: float = 1e-4
     discount_denom: float = 5.0
     discount_min: float = 0.95
@@ -86,7 +89,7 @@ class AgentConfig:
         check_range("agent.enc_lr_scale", self.enc_lr_scale, 0.0, 100.0)
         check_range("agent.grad_clip_norm", self.grad_clip_norm, 0.0, 1e6, low_inclusive=False)
         check_range("agent.tau", self.tau, 0.0, 1.0)
-        for name in ("consistency_coef", "reward_coef", "value_coef", "entropy_coef"):
+        for name in ("consistency_coef", "reward_coef", "value_coef", "termination_coef", "entropy_coef"):
             check_range(f"agent.{name}", getattr(self, name), 0.0, 1e6)
         check_range("agent.discount_denom", self.discount_denom, 0.0, 1e6, low_inclusive=False)
         check_range("agent.discount_min", self.discount_min, 0.0, 1.0)
@@ -146,7 +149,12 @@ class TDMPC2:
         m = self.model
         groups: list[dict[str, Any]] = [
             {"params": list(m.encoder.parameters()), "lr": cfg.lr * cfg.enc_lr_scale},
-            {"params": list(m.dynamics.parameters()) + list(m.reward_head.parameters()) + list(m.qs.parameters())},
+            {
+                "params": list(m.dynamics.parameters())
+                + list(m.reward_head.parameters())
+                + list(m.qs.parameters())
+                + (list(m.termination_head.parameters()) if m.termination_head is not None else [])
+            },
         ]
         self.optim = torch.optim.Adam(groups, lr=cfg.lr)
         self.pi_optim = torch.optim.Adam(m.pi_head.parameters(), lr=cfg.lr, eps=1e-5)
@@ -223,6 +231,12 @@ class TDMPC2:
         reward_loss = reward_loss / H
         value_loss = value_loss / (H * self.model_cfg.num_q)
         total = cfg.consistency_coef * consistency + cfg.reward_coef * reward_loss + cfg.value_coef * value_loss
+        termination_loss = None
+        if m.termination_head is not None:
+            # Whether each step of the rollout ended the episode, predicted from the latent it led to.
+            term_logits = m.termination_logits(zs_t[1:])  # (H, B)
+            termination_loss = F.binary_cross_entropy_with_logits(term_logits, batch.terminated)
+            total = total + cfg.termination_coef * termination_loss
         self.optim.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self._model_params, cfg.grad_clip_norm, foreach=True)
@@ -257,6 +271,8 @@ class TDMPC2:
             "pi_entropy": -pi.log_prob.mean(),
             "pi_scale": self.scale.value,
         }
+        if termination_loss is not None:
+            metrics["termination_loss"] = termination_loss
         return {k: v.detach().item() for k, v in metrics.items()}
 
     # --- state ---------------------------------------------------------------------------------------
