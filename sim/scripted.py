@@ -12,7 +12,7 @@ import numpy as np
 
 from wm_control.errors import check_range
 from wm_control.kinematics import tcp_jacobian
-from wm_control.observation import REACH_LAYOUT
+from wm_control.observation import POSITION_SCALE, REACH_LAYOUT
 from wm_control.robot import FR3, RobotSpec
 
 __all__ = ["ResolvedRateConfig", "ResolvedRateController"]
@@ -60,7 +60,7 @@ class ResolvedRateController:
         """Action ``(7,)`` float32 in [-1, 1] for a ``REACH_LAYOUT`` observation."""
         c = self.config
         q = obs[self._slices["q"]].astype(np.float64)
-        err = obs[self._slices["target_minus_tcp"]].astype(np.float64)
+        err = obs[self._slices["target_minus_tcp"]].astype(np.float64) / POSITION_SCALE  # [m]
         v = c.gain * err
         speed = np.linalg.norm(v)
         if speed > c.max_speed:

@@ -67,7 +67,7 @@ def test_train_then_eval(tmp_path: Path) -> None:
     assert {"model.json", "weights.safetensors", "parity.json"} <= names
     contract = json.loads((tmp_path / "exp" / "model.json").read_text())
     assert contract["robot"] == "fr3" and contract["dt"] == 0.02 and contract["training_step"] == 60
-    assert contract["observation"]["name"] == "fr3-reach-v3" and contract["planner"]["num_elites"] == 32
+    assert contract["observation"]["name"] == "fr3-reach-v4" and contract["planner"]["num_elites"] == 32
     assert json.loads((tmp_path / "exp" / "parity.json").read_text())["passed"] is True
     missing = _run("apps.export", f"checkpoint={tmp_path / 'nowhere'}", f"out={tmp_path / 'x'}", cwd=tmp_path)
     assert missing.returncode == 2 and "wm-control-export: error:" in missing.stderr

@@ -165,7 +165,7 @@ def test_numpy_and_torch_noise_have_the_same_shapes() -> None:
 def test_contract_check_names_the_field(kwargs: dict[str, object], field: str) -> None:
     m = _model()
     c = _contract(m)
-    c.check(robot="fr3", dt=0.02, joint_names=FR3.joint_names, observation_size=40, observation_layout="fr3-reach-v3")
+    c.check(robot="fr3", dt=0.02, joint_names=FR3.joint_names, observation_size=40, observation_layout="fr3-reach-v4")
     with pytest.raises(ModelContractError, match=field):
         c.check(**kwargs)  # type: ignore[arg-type]
 

@@ -8,6 +8,7 @@ import pytest
 
 import sim
 from wm_control.errors import ConfigError, InputError, WmControlError
+from wm_control.robot import FR3
 
 ALL_TASKS = sim.list_tasks()
 # Reward range per step, per task family.
@@ -125,15 +126,16 @@ def test_reach_observation_layout_is_consistent() -> None:
     sl = env.task.layout.slices()
     np.testing.assert_allclose(obs[sl["q"]], env.physics.q, atol=1e-6)
     assert np.all(obs[sl["command_dq"]] == 0) and np.all(obs[sl["command_ddq"]] == 0)  # at rest after reset
-    np.testing.assert_allclose(obs[sl["tcp"]], env.physics.tcp_position, atol=1e-6)
-    np.testing.assert_allclose(obs[sl["target_minus_tcp"]], obs[sl["target"]] - obs[sl["tcp"]], atol=1e-6)
-    assert info["distance"] == pytest.approx(np.linalg.norm(obs[sl["target_minus_tcp"]]), abs=1e-6)
+    np.testing.assert_allclose(obs[sl["tcp"]], 10 * env.physics.tcp_position, atol=1e-5)  # decimetres
+    np.testing.assert_allclose(obs[sl["target_minus_tcp"]], obs[sl["target"]] - obs[sl["tcp"]], atol=1e-5)
+    assert info["distance"] == pytest.approx(0.1 * np.linalg.norm(obs[sl["target_minus_tcp"]]), abs=1e-6)
     # The TCP velocity is the time derivative of the TCP position.
     action = np.full(7, 0.4, dtype=np.float32)
     for _ in range(10):
         obs, *_ = env.step(action)
     np.testing.assert_allclose(obs[sl["command_dq"]], env._command.dq, atol=1e-6)
-    np.testing.assert_allclose(obs[sl["command_ddq"]], env._command.ddq, atol=1e-5)
+    np.testing.assert_allclose(obs[sl["command_ddq"]], env._command.ddq / FR3.limits.ddq_max, atol=1e-6)
+    assert np.abs(obs[sl["command_ddq"]]).max() <= 1.0  # a fraction of the limit
     tcp_before = env.physics.tcp_position
     vel = obs[sl["tcp_velocity"]]
     obs_next, *_ = env.step(action)

@@ -15,7 +15,7 @@ from wm_control.errors import InputError, check_finite
 from wm_control.kinematics import joint_frames
 from wm_control.robot import RobotSpec
 
-__all__ = ["REACH_LAYOUT", "ObservationField", "ObservationLayout", "reach_observation"]
+__all__ = ["POSITION_SCALE", "REACH_LAYOUT", "ObservationField", "ObservationLayout", "reach_observation"]
 
 
 @dataclass(frozen=True)
@@ -59,19 +59,27 @@ class ObservationLayout:
         }
 
 
+# Units are chosen so that every field is of order 1 over the task (measured spread in fr3-reach
+# training data: q, dq, command_dq 0.3-1; command_ddq 5.5 rad/s^2 before scaling; positions
+# 0.1-0.2 m). The encoder's first layer sees all fields at once: a field 30x smaller than another
+# (goal offsets in metres against accelerations in rad/s^2) stays nearly invisible for thousands of
+# updates. v3 had command_ddq in rad/s^2 and positions in m.
 REACH_LAYOUT = ObservationLayout(
-    name="fr3-reach-v3",
+    name="fr3-reach-v4",
     fields=(
         ObservationField("q", 7, "rad", "measured joint positions, joints 1..7"),
         ObservationField("dq", 7, "rad/s", "measured joint velocities"),
         ObservationField("command_dq", 7, "rad/s", "commanded joint velocity at the start of the tick"),
-        ObservationField("command_ddq", 7, "rad/s^2", "commanded joint acceleration of the last segment"),
-        ObservationField("tcp", 3, "m", "TCP position in the base frame (forward kinematics of q)"),
+        ObservationField(
+            "command_ddq", 7, "1", "commanded joint acceleration of the last segment, fraction of ddq_max"
+        ),
+        ObservationField("tcp", 3, "dm", "TCP position in the base frame (forward kinematics of q), decimetres"),
         ObservationField("tcp_velocity", 3, "m/s", "TCP linear velocity in the base frame (Jacobian of q times dq)"),
-        ObservationField("target", 3, "m", "goal position in the base frame"),
-        ObservationField("target_minus_tcp", 3, "m", "goal minus TCP, base frame"),
+        ObservationField("target", 3, "dm", "goal position in the base frame, decimetres"),
+        ObservationField("target_minus_tcp", 3, "dm", "goal minus TCP, base frame, decimetres"),
     ),
 )
+POSITION_SCALE = 10.0  # observation units per metre (decimetres) for tcp, target, target_minus_tcp
 
 
 def reach_observation(
@@ -97,6 +105,9 @@ def reach_observation(
         target: ``(3,)`` goal position [m] in the base frame.
         command_dq, command_ddq: ``(7,)`` command state [rad/s, rad/s^2].
 
+    The vector is in the layout's units (positions in decimetres, ``command_ddq`` as a fraction of
+    the limit), not the SI units of the arguments.
+
     """
     q = np.asarray(q, dtype=np.float64)
     dq = np.asarray(dq, dtype=np.float64)
@@ -119,4 +130,8 @@ def reach_observation(
     tcp = T_tcp[:3, 3]
     axes, origins = frames[:-1, :3, 2], frames[:-1, :3, 3]
     tcp_velocity = np.cross(axes, tcp - origins).T @ dq  # position rows of the geometric Jacobian
-    return np.concatenate([q, dq, cdq, cddq, tcp, tcp_velocity, target, target - tcp]).astype(np.float32)
+    s = POSITION_SCALE
+    cddq_frac = cddq / spec.limits.ddq_max
+    return np.concatenate([q, dq, cdq, cddq_frac, s * tcp, tcp_velocity, s * target, s * (target - tcp)]).astype(
+        np.float32
+    )
