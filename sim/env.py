@@ -105,6 +105,11 @@ class FR3Env(gym.Env[np.ndarray, np.ndarray]):
         self._success_time: float | None = None
 
     @property
+    def command_state(self) -> CommandState:
+        """The trajectory generator's state (commanded q, dq, ddq) at the start of the next tick."""
+        return self._command
+
+    @property
     def episode_length(self) -> int:
         """Control steps per episode (fixed unless a reflex ends it early)."""
         return self.config.episode_steps
