@@ -45,6 +45,7 @@ def run(cfg: dict[str, Any], run_dir: Path, overridden: Sequence[str] = ()) -> i
 
     from wm_control import native
     from wm_control.config import from_dict
+    from wm_control.errors import ConfigError
     from wm_control.training.checkpoint import load_checkpoint
     from wm_control.training.logger import RunLogger
     from wm_control.training.trainer import TrainConfig, Trainer
@@ -52,6 +53,12 @@ def run(cfg: dict[str, Any], run_dir: Path, overridden: Sequence[str] = ()) -> i
     ckpt = None
     if cfg.get("resume"):
         ckpt = load_checkpoint(cfg["resume"])
+        if ckpt.model_only:
+            raise ConfigError(
+                f"resume={cfg['resume']}: {ckpt.path} is a model-only checkpoint (no optimiser state, no replay "
+                f"buffer); it can be evaluated and exported but not resumed. Resume from the training run "
+                f"({ckpt.state.get('source', 'its run folder')}) instead"
+            )
         cfg = resumed_config(ckpt.config, cfg, overridden, str(ckpt.path))
     set_threads(cfg.get("threads"))
     native.tune_allocator()

@@ -48,7 +48,18 @@ def test_train_then_eval(tmp_path: Path) -> None:
     assert len(videos) == 3 and all(v.stat().st_size > 1000 for v in videos)
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step_000000060"
 
-    ev = _run("apps.eval", f"checkpoint={run_dir}", "episodes=2", "threads=1", f"out={tmp_path / 'ev'}", cwd=tmp_path)
+    # The model-only copy (what a repository ships) evaluates like the run, and cannot be resumed.
+    model = tmp_path / "model"
+    saved = subprocess.run(
+        [sys.executable, str(Path(__file__).parents[1] / "scripts" / "save_model.py"), "--run", str(run_dir),
+         "--out", str(model)], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stderr[-2000:]
+    assert not (model / "buffer.npz").exists() and (model / "state.json").exists()
+    refused = _run("apps.train", f"resume={model}", "train.steps=80", cwd=tmp_path)
+    assert refused.returncode == 2 and "is a model-only checkpoint" in refused.stderr
+
+    ev = _run("apps.eval", f"checkpoint={model}", "episodes=2", "threads=1", f"out={tmp_path / 'ev'}", cwd=tmp_path)
     assert ev.returncode == 0, ev.stderr[-2000:]
     result = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert result["episodes"] == 2 and result["task"] == "fr3-reach" and result["step"] == 60

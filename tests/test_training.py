@@ -13,7 +13,7 @@ from wm_control.errors import ConfigError
 from wm_control.model.config import model_config
 from wm_control.planning.mppi import MppiConfig
 from wm_control.training.agent import TDMPC2, AgentConfig
-from wm_control.training.checkpoint import config_differences, load_checkpoint
+from wm_control.training.checkpoint import config_differences, load_checkpoint, save_model_only
 from wm_control.training.logger import RunLogger
 from wm_control.training.trainer import TrainConfig, Trainer
 
@@ -110,3 +110,24 @@ def test_checkpoint_config_mismatch_is_named(tmp_path: Path) -> None:
     assert diffs == ["model.preset: checkpoint '1M' != requested '5M'"]
     with pytest.raises(ConfigError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "missing")
+
+
+def test_model_only_copy_loads_the_same_model_and_is_small(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path / "run", steps=260)
+    trainer.train()
+    full = load_checkpoint(tmp_path / "run")
+    slim_path = save_model_only(full, tmp_path / "model")
+    slim = load_checkpoint(slim_path)
+    assert slim.model_only and not full.model_only
+    assert not (slim_path / "buffer.npz").exists()
+    assert not any(k.startswith("optim") for k in slim.tensors)
+    assert slim.state["trainer"]["step"] == 260 and slim.config == full.config
+    weights = lambda p: (p / "weights.safetensors").stat().st_size  # noqa: E731
+    assert weights(slim_path) < weights(full.path) / 2  # Adam's two moments per weight are gone
+    fresh = _trainer(tmp_path / "other", steps=10, seed=5)  # a different initialisation
+    fresh.agent.load_state(slim.tensors, slim.state["agent"])
+    for (k, v), w in zip(_state(fresh).items(), _state(trainer).values(), strict=True):
+        assert np.array_equal(v.numpy(), w.numpy()), k
+    obs = np.zeros(3, np.float32)
+    a_fresh = fresh.agent.act(obs, t0=True, eval_mode=True)
+    assert np.array_equal(a_fresh, trainer.agent.act(obs, t0=True, eval_mode=True))

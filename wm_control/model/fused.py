@@ -66,8 +66,10 @@ def ln_act_reference(
     """PyTorch path of ``ln_act`` (weight, bias, pre_bias ``(C,)`` or per-head ``(h, 1, C)``)."""
     if pre_bias is not None:
         x = x + pre_bias
-    y = F.layer_norm(x, (x.shape[-1],), eps=LN_EPS)
-    y = torch.addcmul(bias, y, weight)
+    if weight.ndim == 1:  # one affine for all rows: inside the LayerNorm (one ONNX node, not three)
+        y = F.layer_norm(x, (x.shape[-1],), weight, bias, eps=LN_EPS)
+    else:
+        y = torch.addcmul(bias, F.layer_norm(x, (x.shape[-1],), eps=LN_EPS), weight)
     if act == "mish":
         return mish(y)
     if act == "simnorm":

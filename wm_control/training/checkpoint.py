@@ -7,7 +7,9 @@ A checkpoint is a directory written under a temporary name and renamed into plac
   RNG state, library versions;
 - ``buffer.npz``: the replay buffer (``numpy.load(allow_pickle=False)``).
 
-``<run>/checkpoints/latest`` names the newest complete checkpoint.
+``<run>/checkpoints/latest`` names the newest complete checkpoint. ``save_model_only`` writes a
+model-only copy (weights and state, no optimiser moments, no buffer): enough to evaluate, export and
+deploy, small enough to ship in a repository, and refused by ``resume``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "save_checkpoint",
+    "save_model_only",
 ]
 
 CHECKPOINT_FORMAT = 1
@@ -55,6 +58,11 @@ class Checkpoint:
         """The run config stored with the checkpoint."""
         return self.state["config"]
 
+    @property
+    def model_only(self) -> bool:
+        """Whether this is a model-only copy (``save_model_only``): no optimiser state, no buffer."""
+        return bool(self.state.get("model_only", False))
+
 
 def save_checkpoint(
     root: str | os.PathLike[str],
@@ -62,8 +70,9 @@ def save_checkpoint(
     tensors: dict[str, torch.Tensor],
     state: dict[str, Any],
     buffer_writer: Any | None = None,
+    update_latest: bool = True,
 ) -> Path:
-    """Write checkpoint ``root/name`` atomically and point ``root/latest`` at it.
+    """Write checkpoint ``root/name`` atomically and (``update_latest``) point ``root/latest`` at it.
 
     ``state`` must contain ``config`` (plain data); ``buffer_writer(path)`` writes the buffer file.
     """
@@ -90,9 +99,10 @@ def save_checkpoint(
         shutil.rmtree(old)
     else:
         os.replace(tmp, final)
-    latest_tmp = root / ".latest.tmp"
-    latest_tmp.write_text(name + "\n")
-    os.replace(latest_tmp, root / "latest")
+    if update_latest:
+        latest_tmp = root / ".latest.tmp"
+        latest_tmp.write_text(name + "\n")
+        os.replace(latest_tmp, root / "latest")
     return final
 
 
@@ -125,6 +135,25 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise ConfigError(f"checkpoint {path}: state.json was edited (config hash mismatch)")
     tensors = load_file(str(path / "weights.safetensors"))
     return Checkpoint(path, tensors, state)
+
+
+# Tensors a model-only copy keeps besides the model weights (what ``TDMPC2.load_state`` needs).
+_MODEL_ONLY_EXTRA = ("plan_state.mean", "generator", "torch_rng")
+
+
+def save_model_only(ckpt: Checkpoint, out: str | os.PathLike[str]) -> Path:
+    """Write a model-only copy of ``ckpt`` into the folder ``out`` (atomically; replaces it).
+
+    Keeps the model weights (online and target), the warm start and the RNG states, and the whole
+    ``state.json`` marked ``model_only``; drops the optimiser moments and the replay buffer.
+    """
+    out = Path(out)
+    tensors = {k: v for k, v in ckpt.tensors.items() if k.startswith("model.") or k in _MODEL_ONLY_EXTRA}
+    state = {k: v for k, v in ckpt.state.items() if k not in ("format", "config_hash")}
+    state["model_only"] = True
+    state["source"] = str(ckpt.path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(out.parent, out.name, tensors, state, None, update_latest=False)
 
 
 def config_differences(stored: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
