@@ -56,7 +56,8 @@ def main() -> None:
     contract = backend.contract
     if contract.task != "fr3-reach":
         raise SystemExit(f"{args.export} holds a {contract.task!r} model, not fr3-reach")
-    env = sim.make("fr3-reach", env={"dt": contract.dt})
+    # The env executes actions exactly as in training: control period and chunk shaping from the contract.
+    env = sim.make("fr3-reach", env={"dt": contract.dt, "chunk": contract.action["chunk"]})
     now = [0.0]
     clock = time.monotonic if args.realtime else (lambda: now[0])
     generator = ChunkGenerator(env.generator.spec, env.config.chunk, env.config.dt)
