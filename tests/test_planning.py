@@ -162,3 +162,26 @@ def test_episodic_planner_stops_before_a_predicted_termination() -> None:
     for b, a in zip(blind, aware, strict=True):
         assert b.action[0] > 0.6 and b.state.mean[:2, 0].min() > 0.6
         assert 0.1 * (a.action[0] + a.state.mean[:2, 0].sum()) < 0.15
+
+
+def test_elite_margin_is_the_gap_at_the_elite_cut() -> None:
+    from wm_control.planning.mppi import mppi_iteration, policy_trajectories
+
+    goal = torch.tensor([0.5, -0.3])
+    model, z, cfg = Quadratic(goal), torch.zeros(2), SMALL
+    noise = draw_noise(cfg, 2, 2, torch.Generator().manual_seed(0))
+    prior = policy_trajectories(model, z, cfg, noise.pi_eps)
+    mean, std = torch.zeros(3, 2), torch.full((3, 2), cfg.max_std)
+    r = mppi_iteration(model, z, prior, mean, std, noise.samples[0], noise.value_eps[0], noise.q_heads[0], cfg)
+    sampled = (mean.unsqueeze(1) + std.unsqueeze(1) * noise.samples[0]).clamp(-1.0, 1.0)
+    actions = torch.cat([prior, sampled], dim=1)
+    discounts = cfg.discount ** torch.arange(cfg.horizon + 1, dtype=torch.float32)
+    values = _trajectory_value(
+        model, z.expand(cfg.num_samples, -1), actions, noise.value_eps[0], noise.q_heads[0], discounts
+    )
+    ranked = torch.sort(values, descending=True).values
+    E = cfg.num_elites
+    assert float(r.margin) == pytest.approx(float(ranked[E - 1] - ranked[E]), abs=1e-6) and float(r.margin) >= 0
+    everyone = dataclasses.replace(cfg, num_elites=cfg.num_samples)
+    r_all = mppi_iteration(model, z, prior, mean, std, noise.samples[0], noise.value_eps[0], noise.q_heads[0], everyone)
+    assert torch.isinf(r_all.margin)  # no rejected sample: no tie possible

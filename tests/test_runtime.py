@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from export.onnx_export import GRAPHS, export_onnx
-from export.parity import FP32_TOLERANCE, compare_backends
+from export.parity import FP32_TOLERANCE, ParityResult, compare_backends, decode_resolution
 from wm_control.chunking import ChunkConfig, ChunkGenerator
 from wm_control.contract import CONTRACT_VERSION, ModelContract
 from wm_control.errors import ConfigError, ModelContractError
@@ -94,13 +94,63 @@ def test_files_are_valid_onnx_with_the_contract(exported: tuple[Path, WorldModel
         assert contract.weights_sha256 == weights_sha256(m) and contract.planner["num_samples"] == 64
 
 
+class _Shifted:
+    """A backend that returns ``inner``'s plans with the action moved by ``delta``."""
+
+    def __init__(self, inner: object, delta: float) -> None:
+        self._inner, self._delta = inner, delta
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def plan(self, *args: object):  # noqa: ANN202
+        out = self._inner.plan(*args)  # type: ignore[attr-defined]
+        return out._replace(action=out.action + self._delta)
+
+
+class _Tied(_Shifted):
+    """``inner`` whose every solve reports an elite tie."""
+
+    def elite_margins(self, *args: object) -> np.ndarray:
+        return np.zeros(PLANNER.iterations)
+
+
+def test_parity_tolerances_follow_the_value_resolution() -> None:
+    # one symlog-space rounding step moves a value of 150 by ~1e-4, of 0 by ~1e-7
+    assert 5e-4 < decode_resolution(150.0) < 1e-3 and decode_resolution(0.0) < 1e-5
+    res = ParityResult(PLANNER, cases=2, value_scale=150.0)
+    weighted, plain = res.tolerance_for("planner.action[eval]", 1e-4), res.tolerance_for("policy.action", 1e-4)
+    assert plain == 1e-4 and 3 * plain < weighted < 6 * plain
+    assert res.tolerance_for("planner_step.mean", 1e-4) == weighted
+    res.diffs = {"policy.action": 5e-5, "planner.action[eval]": 0.5 * weighted, "planner.action[eval][tie]": 0.5}
+    assert res.verdict(1e-4) == (pytest.approx(0.5), True)  # the tie case does not decide
+    res.diffs["policy.action"] = 2e-4
+    assert res.verdict(1e-4)[1] is False
+    res.diffs["policy.action"], res.tie_cases = 0.0, 2
+    assert res.verdict(1e-4)[1] is False  # every solve a tie: nothing was really compared
+
+
+def test_parity_catches_a_wrong_action_and_sets_ties_aside(exported: tuple[Path, WorldModel]) -> None:
+    out, _ = exported
+    torch_backend = load_backend(out, "torch")
+    wrong = compare_backends(torch_backend, _Shifted(torch_backend, 0.05), cases=2)
+    assert wrong.tie_cases == 0 and not wrong.verdict(FP32_TOLERANCE)[1]
+    assert wrong.diffs["planner.action[eval]"] == pytest.approx(0.05, rel=1e-3)
+    tied = compare_backends(_Tied(torch_backend, 0.0), _Shifted(torch_backend, 0.05), cases=2)
+    assert tied.tie_cases == 2 and "planner.action[eval][tie]" in tied.diffs
+    assert "planner.action[eval]" not in tied.diffs and not tied.verdict(FP32_TOLERANCE)[1]
+
+
 def test_onnxruntime_matches_torch_within_1e4(exported: tuple[Path, WorldModel]) -> None:
     out, _ = exported
     ort_backend = load_backend(out, "onnxruntime", threads=1)
     torch_backend = load_backend(out, "torch")
-    diffs = compare_backends(torch_backend, ort_backend, cases=3, seed=1)
+    result = compare_backends(torch_backend, ort_backend, cases=3, seed=1)
+    diffs = result.diffs
     assert set(diffs) >= {"policy.action", "planner.action[eval]", "planner.action[explore]", "planner_step.mean"}
-    assert max(diffs.values()) <= FP32_TOLERANCE, diffs
+    assert result.tie_cases == 0  # random weights: clear elite margins, so every output is compared
+    assert max(diffs.values()) <= FP32_TOLERANCE, diffs  # small values: the base tolerance holds everywhere
+    assert result.verdict(FP32_TOLERANCE)[1]
     # the comparison is not vacuous: a different warm start changes the plan by far more than that
     rng = np.random.default_rng(0)
     obs = rng.standard_normal(REACH_LAYOUT.size).astype(np.float32)

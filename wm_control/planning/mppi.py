@@ -171,7 +171,10 @@ def _trajectory_value(
 
 class IterationResult(NamedTuple):
     """MPPI state after one iteration: the refit mean and std ``(H, A)``, the elites ``(H, E, A)``,
-    their predicted values ``(E,)``, softmax weights ``(E,)`` and sample indices ``(E,)``.
+    their predicted values ``(E,)``, softmax weights ``(E,)`` and sample indices ``(E,)``, and the
+    elite margin (scalar): the last elite's value minus the best rejected one's (``inf`` when every
+    sample is an elite). Values that differ by less than the margin select the same elites, so it
+    says how close the refit is to a tie that rounding could flip.
     """
 
     mean: Tensor
@@ -180,6 +183,7 @@ class IterationResult(NamedTuple):
     elite_value: Tensor
     weight: Tensor
     elite_index: Tensor
+    margin: Tensor
 
 
 def policy_trajectories(model: LatentModel, z: Tensor, cfg: MppiConfig, pi_eps: Tensor) -> Tensor:
@@ -225,13 +229,19 @@ def mppi_iteration(
     discounts = cfg.discount ** torch.arange(H + 1, dtype=z.dtype, device=z.device)
     value = _trajectory_value(model, z.expand(K, -1), actions, value_eps, heads, discounts)
     value = torch.nan_to_num(value, nan=0.0)
-    elite_value, elite_idx = torch.topk(value, E)
+    if E < K:  # one more than the elites, for the margin (a free extra element of the same top-k)
+        top_value, top_idx = torch.topk(value, E + 1)
+        elite_value, elite_idx = top_value[:E], top_idx[:E]
+        margin = top_value[E - 1] - top_value[E]
+    else:
+        elite_value, elite_idx = torch.topk(value, E)
+        margin = torch.full((), float("inf"), dtype=value.dtype, device=value.device)
     elite_actions = actions[:, elite_idx]  # (H, E, A)
     weight = torch.softmax(cfg.temperature * elite_value, dim=0)  # (E,)
     new_mean = weight @ elite_actions  # (H, A)
     var = weight @ (elite_actions - new_mean.unsqueeze(1)).pow(2)
     std = var.sqrt().clamp(cfg.min_std, cfg.max_std)
-    return IterationResult(new_mean, std, elite_actions, elite_value, weight, elite_idx)
+    return IterationResult(new_mean, std, elite_actions, elite_value, weight, elite_idx, margin)
 
 
 def select_action(result: IterationResult, gumbel: Tensor, explore: Tensor, explore_scale: float | Tensor) -> Tensor:

@@ -17,6 +17,7 @@ from wm_control.errors import ModelContractError
 from wm_control.model.config import ModelConfig
 from wm_control.model.world_model import WorldModel
 from wm_control.planning.config import MppiConfig
+from wm_control.planning.mppi import mppi_iteration, policy_trajectories
 from wm_control.runtime.backend import PlanNoiseArrays, PlanOutput, StepNoise, StepOutput
 from wm_control.runtime.graphs import PlannerGraph, PlannerInitGraph, PlannerStepGraph, PolicyGraph
 
@@ -70,6 +71,28 @@ class TorchBackend:
             i(noise.gumbel), i(noise.explore), torch.tensor(float(explore_scale), device=self.device),
         )  # fmt: skip
         return PlanOutput(self._out(action), self._out(nxt), float(vmean), float(vstd), self._out(std))
+
+    @torch.no_grad()
+    def elite_margins(self, obs: np.ndarray, mean: np.ndarray, noise: PlanNoiseArrays) -> np.ndarray:
+        """Per iteration of ``plan(obs, mean, noise, .)``, the elite margin relative to ``1 + |value|``
+        ``(I,)``: how far each refit is from a tie (see ``IterationResult.margin``). Another runtime
+        whose values differ from these by more than a margin may pick other elites, and then its
+        action and warm start differ by more than rounding while both are correct solves.
+        """
+        i, cfg, model = self._in, self.planner, self.model
+        z = model.encode(i(obs))
+        prior = policy_trajectories(model, z, cfg, i(noise.pi_eps))
+        mu = i(mean)
+        std = torch.full_like(mu, cfg.max_std)
+        out = []
+        for k in range(cfg.iterations):
+            r = mppi_iteration(
+                model, z, prior, mu, std, i(noise.samples[k]), i(noise.value_eps[k]), i(noise.q_heads[k], torch.int64),
+                cfg,
+            )  # fmt: skip
+            out.append(float(r.margin) / (1.0 + float(r.elite_value[-1].abs())))
+            mu, std = r.mean, r.std
+        return np.asarray(out)
 
     @torch.no_grad()
     def plan_init(self, obs: np.ndarray, pi_eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: D102
