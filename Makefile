@@ -7,7 +7,7 @@ SETUP_INPUTS := pyproject.toml setup.py setup.cfg requirements/constraints.txt s
 # Tests and demos stay on loopback and render headless.
 RUN_ENV := ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST MUJOCO_GL=egl AMENT_PREFIX_PATH=$(abspath $(VENV))
 
-.PHONY: demo test lint bench setup clean-venv
+.PHONY: demo test lint bench export setup clean-venv
 
 $(STAMP): $(SETUP_INPUTS)
 	./scripts/setup_venv.sh $(VENV)
@@ -24,6 +24,10 @@ lint: $(STAMP)
 
 test: lint
 	$(RUN_ENV) $(PY) -m pytest $(ARGS)
+
+# The trained fr3-reach model (models/fr3-reach, a model-only checkpoint) -> ONNX + contract + parity report.
+export: $(STAMP)
+	$(RUN_ENV) $(VENV)/bin/wm-control-export checkpoint=models/fr3-reach out=exports/fr3-reach $(ARGS)
 
 bench: $(STAMP)
 	$(RUN_ENV) $(PY) bench/sim_speed.py $(ARGS)

@@ -17,6 +17,16 @@ from typing import Any
 from apps.common import build_agent, config_dir, env_factory, set_threads
 
 
+def default_out(checkpoint: Path, step: int, model_only: bool) -> Path:
+    """Where an evaluation goes without ``out=``: ``<run>/eval/step_<N>`` for a training run's
+    checkpoint (``<run>/checkpoints/step_<N>``); ``runs/eval/<name>/step_<N>`` for a model-only copy,
+    which may live in a repository (``models/<name>``) that evaluations should not write into.
+    """
+    if model_only:
+        return Path("runs") / "eval" / checkpoint.name / f"step_{step:09d}"
+    return checkpoint.parent.parent / "eval" / f"step_{step:09d}"
+
+
 def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
     """Evaluate ``cfg["checkpoint"]``; returns the summary written to ``eval.json``."""
     from wm_control import native
@@ -48,7 +58,7 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
     def reset() -> None:
         first[0] = True
 
-    out = Path(cfg["out"]) if cfg.get("out") else ckpt.path.parent.parent / "eval" / f"step_{step:09d}"
+    out = Path(cfg["out"]) if cfg.get("out") else default_out(ckpt.path, step, ckpt.model_only)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     results = []

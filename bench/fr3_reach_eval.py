@@ -49,7 +49,10 @@ def main() -> None:
     trainer = ckpt.state["trainer"]
     payload = {
         "benchmark": "fr3_reach_eval",
-        "command": f"python bench/fr3_reach_eval.py --run {args.run} --episodes {args.episodes} --seed {args.seed}",
+        "command": (
+            f"python bench/fr3_reach_eval.py --run {args.run} --episodes {args.episodes} --seed {args.seed} "
+            f"--threads {args.threads}"
+        ),
         "success_rate": res["success_rate"],
         "episodes": res["episodes"],
         "time_to_target_median_s": res["time_to_success_median"],

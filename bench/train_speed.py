@@ -65,11 +65,19 @@ def bench_preset(preset: str, repeats: int) -> dict:
     }
 
 
-def training_loop_steps_per_s(preset: str, steps: int) -> float:
+# How fr3-reach is trained (configs/task/fr3-reach.yaml, README): the small preset with the
+# termination head, planning at the deployment budget.
+FR3_REACH_PLANNER = MppiConfig(num_samples=128, iterations=3, horizon=3, num_elites=16, num_pi_trajs=6)
+
+
+def training_loop_steps_per_s(
+    preset: str, steps: int, planner: MppiConfig | None = None, episodic: bool = False
+) -> float:
     """Steady-state training throughput on fr3-reach: act + env step + one update per step."""
     rng = np.random.default_rng(1)
     env = sim.make("fr3-reach")
-    agent = TDMPC2(model_config(preset, OBS, ACT), AgentConfig(), env.episode_length, seed=0)
+    mc = model_config(preset, OBS, ACT, episodic=episodic)
+    agent = TDMPC2(mc, AgentConfig(planner=planner or MppiConfig()), env.episode_length, seed=0)
     buf = random_buffer(OBS, ACT, rng)
     obs, _ = env.reset(seed=0)
     t_first = True
@@ -105,6 +113,7 @@ def main() -> None:
     presets = {p: bench_preset(p, args.repeats) for p in ("small", "1M", "5M")}
     for p in ("small", "1M"):
         presets[p]["env_steps_per_s"] = training_loop_steps_per_s(p, args.loop_steps)
+    fr3_reach_sps = training_loop_steps_per_s("small", args.loop_steps, FR3_REACH_PLANNER, episodic=True)
     gemm_after = gemm_gflops()
     gemm = float(np.median([gemm_before, gemm_after]))
 
@@ -134,6 +143,12 @@ def main() -> None:
             "planner": MppiConfig().__dict__,
             "batch_size": 256,
         }
+    out["fr3_reach_training"] = {
+        "note": "training loop as fr3-reach is trained: small preset, termination head, deployment planner budget",
+        "preset": "small",
+        "planner": FR3_REACH_PLANNER.__dict__,
+        "env_steps_per_s": fr3_reach_sps,
+    }
     out["ablation_1M"] = {
         "note": "same process, 1M preset, default planner budget, batch 256; each row adds one change",
         "gemm_gflops": g0,
