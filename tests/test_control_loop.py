@@ -541,3 +541,28 @@ def test_latency_history_forgets_old_spikes() -> None:
     tick(loop, clock)  # the spike left the window: init + 6 steps predicts a full solve fits
     assert backend.names()[-1] == "plan"
     assert loop.last_stats is not None and not loop.last_stats.deadline_miss
+
+
+@pytest.mark.parametrize(("quantile", "full_solves_after_spike"), [(0.9, 9), (1.0, 0)])
+def test_a_rare_spike_does_not_stop_full_solves(quantile: float, full_solves_after_spike: int) -> None:
+    """Of 10 solves in the window one took 30 ms (budget 16 ms): the 0.9 quantile still predicts
+    the usual 10 ms and keeps calling the full solve; the worst case (1.0) plans iteration by
+    iteration instead (here all iterations still fit, so those ticks are MPPI too).
+    """
+    loop, backend, clock = make_loop(LoopConfig(latency_window=20, latency_quantile=quantile), plan=0.010)
+    for _ in range(9):
+        assert tick(loop, clock).level == FallbackLevel.MPPI
+    backend.cost["plan"] = 0.030
+    spike = tick(loop, clock)
+    assert spike.level == FallbackLevel.MPPI and loop.last_stats is not None and loop.last_stats.deadline_miss
+    backend.cost["plan"] = 0.010
+    before = backend.names().count("plan")
+    levels = [tick(loop, clock).level for _ in range(9)]
+    assert levels == [FallbackLevel.MPPI] * 9
+    assert backend.names().count("plan") - before == full_solves_after_spike
+    assert loop.counters.get("deadline miss", 0) == 1
+
+
+def test_latency_quantile_is_validated() -> None:
+    with pytest.raises(ConfigError, match=r"LoopConfig.latency_quantile"):
+        LoopConfig(latency_quantile=0.0)

@@ -303,3 +303,11 @@ def test_control_loop_runs_the_exported_planner(exported: tuple[Path, WorldModel
         assert np.all(np.abs(first_step) <= generator.velocity_scale * 0.02 + 1e-9)
         now[0] += 0.02
     assert loop.counters["ticks"] == 5
+
+
+def test_ort_config_spin_names_graphs() -> None:
+    from wm_control.runtime.onnx_backend import OrtConfig
+
+    assert OrtConfig().spin == ("planner",)
+    with pytest.raises(ConfigError, match=r"OrtConfig.spin names unknown graph\(s\) \['planer'\]"):
+        OrtConfig(spin=("planer",))

@@ -36,17 +36,26 @@ class OrtConfig:
     threads: intra-op threads on CPU (0: onnxruntime's default, all cores).
     fp16: load the ``*.fp16.onnx`` files of an fp16 export.
     trt_cache: folder for TensorRT execution-provider engines (provider ``"tensorrt"``).
+    spin: the graphs whose idle intra-op threads spin-wait for work (faster hand-over, about 30 %
+        on the deployment planner). Each graph has its own session and thread pool, and spinning
+        pools of graphs that are not running compete with the one that is: with all four spinning,
+        the control loop's per-iteration graph measured 7 ms instead of 2.5 ms on 2 cores and the
+        loop fell back to partial solves. Default: only the full solve, the hot path.
     """
 
     provider: str = "cpu"
     threads: int = 0
     fp16: bool = False
     trt_cache: str | None = None
+    spin: tuple[str, ...] = ("planner",)
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
             raise ConfigError(f"OrtConfig.provider={self.provider!r}; valid: {sorted(PROVIDERS)}")
         check_range("OrtConfig.threads", self.threads, 0, 1024)
+        unknown = sorted(set(self.spin) - set(GRAPH_FILES))
+        if unknown:
+            raise ConfigError(f"OrtConfig.spin names unknown graph(s) {unknown}; valid: {sorted(GRAPH_FILES)}")
 
 
 def _import_ort() -> Any:
@@ -92,13 +101,18 @@ class OrtBackend:
             Path(config.trt_cache).mkdir(parents=True, exist_ok=True)
             opts = {"trt_engine_cache_enable": True, "trt_engine_cache_path": config.trt_cache, "trt_fp16_enable": True}
             providers = [("TensorrtExecutionProvider", opts), *providers[1:]]
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.inter_op_num_threads = 1
-        if config.threads:
-            so.intra_op_num_threads = config.threads
-        so.log_severity_level = 3
+
+        def options(graph: str) -> Any:
+            so = ort.SessionOptions()
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            so.inter_op_num_threads = 1
+            if config.threads:
+                so.intra_op_num_threads = config.threads
+            so.log_severity_level = 3
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if graph in config.spin else "0")
+            return so
+
         self._sessions: dict[str, Any] = {}
         for graph, file in GRAPH_FILES.items():
             path = self.folder / (file.replace(".onnx", ".fp16.onnx") if config.fp16 else file)
@@ -110,7 +124,7 @@ class OrtBackend:
                     f"{path.name}: model contract field 'weights_sha256' differs from model.json "
                     "(files from different exports in one folder)"
                 )
-            self._sessions[graph] = ort.InferenceSession(str(path), so, providers=providers)
+            self._sessions[graph] = ort.InferenceSession(str(path), options(graph), providers=providers)
         self._gpu = config.provider != "cpu"
         self._ort = ort
 
