@@ -79,7 +79,9 @@ def run(cfg: dict[str, Any], run_dir: Path, overridden: Sequence[str] = ()) -> i
         f"{train_cfg.steps} steps, discount {agent.discount:.4f}, seed steps {trainer.seed_steps}, "
         f"kernels: {native.status()}; run folder {run_dir}"
     )
-    logger = RunLogger(run_dir)
+    logger = RunLogger(run_dir, resume_step=trainer.step if ckpt is not None else None)
+    for kind, n in logger.dropped_rows.items():
+        print(f"metrics/{kind}.csv: dropped {n} rows logged after step {trainer.step} (written again by this run)")
     try:
         result = trainer.train(logger)
     finally:

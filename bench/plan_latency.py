@@ -43,7 +43,8 @@ from wm_control.runtime.torch_backend import TorchBackend
 
 OBS, ACT = 40, 7  # fr3-reach
 # The fr3-reach deployment config: small preset, 128 samples x 3 iterations x horizon 3 (16 elites,
-# 6 policy trajectories): measured p99 under 10 ms through onnxruntime on 2 cores (256 x 3: 15 ms).
+# 6 policy trajectories): p99 around 10 ms through onnxruntime on this 2-core VM (8.8-14.8 ms over
+# eight runs; 256 x 3: 15 ms).
 # fr3-reach models are episodic (a termination head, evaluated for every imagined step); the other
 # configurations time the plain TD-MPC2 model.
 DEPLOYMENT = ("small", MppiConfig(num_samples=128, iterations=3, horizon=3, num_elites=16, num_pi_trajs=6))

@@ -105,6 +105,26 @@ def test_logs_and_evaluations(tmp_path: Path) -> None:
     assert math.isnan(trainer.last_eval.success_rate)  # the toy env reports no success
 
 
+def test_resumed_logger_drops_rows_logged_after_the_checkpoint(tmp_path: Path) -> None:
+    # A killed run logged steps 100..500 but its last checkpoint is at step 300: the resumed run
+    # rewrites 400 and 500, so the old rows after 300 must go and every step appears once.
+    first = RunLogger(tmp_path, tensorboard=False)
+    for step in range(100, 600, 100):
+        first.log("train", step, {"episode_return": float(step)})
+    first.log("eval", 300, {"return_mean": 1.0})
+    first.log("eval", 500, {"return_mean": 2.0})
+    first.close()
+    resumed = RunLogger(tmp_path, tensorboard=False, resume_step=300)
+    assert resumed.dropped_rows == {"eval": 1, "train": 2}
+    resumed.log("train", 400, {"episode_return": -1.0})
+    resumed.close()
+    train = (tmp_path / "metrics" / "train.csv").read_text().splitlines()
+    assert train == ["step,episode_return", "100,100", "200,200", "300,300", "400,-1"]
+    assert (tmp_path / "metrics" / "eval.csv").read_text().splitlines() == ["step,return_mean", "300,1"]
+    again = RunLogger(tmp_path, tensorboard=False, resume_step=400)  # nothing after 400: untouched
+    assert again.dropped_rows == {}
+
+
 def test_checkpoint_config_mismatch_is_named(tmp_path: Path) -> None:
     diffs = config_differences({"task": "a", "model": {"preset": "1M"}}, {"task": "a", "model": {"preset": "5M"}})
     assert diffs == ["model.preset: checkpoint '1M' != requested '5M'"]

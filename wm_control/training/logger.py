@@ -1,4 +1,8 @@
-"""Run logging: metrics CSVs, TensorBoard events, the learning-curve plot. Appends on resume."""
+"""Run logging: metrics CSVs, TensorBoard events, the learning-curve plot.
+
+On resume the logs continue where the checkpoint was taken: rows a killed run wrote after its
+last checkpoint are dropped (the resumed run writes those steps again), so every step is logged once.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +19,28 @@ class RunLogger:
 
     CSV columns are fixed by the first row written to a file; later rows with new keys get them
     dropped (and existing files keep their header on resume).
+
+    ``resume_step``: the step of the checkpoint a run resumes from. Existing CSV rows after it are
+    removed (rewritten atomically) and TensorBoard hides events after it (``purge_step``);
+    ``dropped_rows`` counts the removed rows per file.
     """
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, resume_step: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         (self.run_dir / "metrics").mkdir(parents=True, exist_ok=True)
         self._headers: dict[str, list[str]] = {}
+        self.dropped_rows: dict[str, int] = {}
+        if resume_step is not None:
+            for path in sorted((self.run_dir / "metrics").glob("*.csv")):
+                dropped = _truncate_after(path, resume_step)
+                if dropped:
+                    self.dropped_rows[path.stem] = dropped
         self._tb: Any = None
         if tensorboard:
             from tensorboardX import SummaryWriter  # lazy: only runs that log need it
 
-            self._tb = SummaryWriter(str(self.run_dir / "tb"))
+            purge = None if resume_step is None else resume_step + 1
+            self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge)
 
     def log(self, kind: str, step: int, metrics: dict[str, float]) -> None:
         """Append one row to ``metrics/<kind>.csv`` and the scalars to TensorBoard (``kind/name``)."""
@@ -52,6 +67,23 @@ class RunLogger:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+def _truncate_after(path: Path, step: int) -> int:
+    """Remove the rows of a metrics CSV whose ``step`` is above ``step``; returns how many."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or "step" not in rows[0]:
+        return 0
+    col = rows[0].index("step")
+    keep = [rows[0]] + [r for r in rows[1:] if r and int(float(r[col])) <= step]
+    dropped = len(rows) - len(keep)
+    if dropped:
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(keep)
+        tmp.replace(path)
+    return dropped
 
 
 def _fmt(v: Any) -> Any:
