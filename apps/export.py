@@ -5,7 +5,10 @@
 
 Writes into ``out``: ``policy.onnx``, ``planner.onnx``, ``planner_init.onnx``, ``planner_step.onnx``
 (or ``*.fp16.onnx``), ``weights.safetensors`` (for the torch backend), ``model.json`` (the contract)
-and ``parity.json`` (onnxruntime against eager torch on the same inputs and noise).
+and ``parity.json`` (onnxruntime against eager torch on the same inputs and noise). With
+``tensorrt=true`` (on the target GPU) it also builds the TensorRT engines into the engine cache
+(``trt_cache``, default ``~/.cache/wm_control/tensorrt``, keyed by GPU model and TensorRT version)
+and writes ``parity_tensorrt.json``.
 """
 
 from __future__ import annotations
@@ -36,11 +39,14 @@ def export_run(cfg: dict[str, Any], log: Any = print) -> dict[str, Any]:
     set_threads(cfg.get("threads"))
     if not cfg.get("out"):
         raise ConfigError("out=<folder> is required (where the exported files go)")
+    trt_config = None
     if cfg.get("tensorrt"):
-        raise ConfigError(
-            "tensorrt=true: the native TensorRT engine build is not part of this release; run the ONNX files "
-            "with backend=onnxruntime provider=tensorrt (TensorRT execution provider) instead"
+        from wm_control.runtime.tensorrt_backend import TrtBackend, TrtConfig, _import_cuda_torch, _import_tensorrt
+
+        trt_config = TrtConfig(
+            cache=cfg.get("trt_cache"), fp16=bool(cfg.get("fp16", False)), tf32=bool(cfg.get("tf32"))
         )
+        _import_tensorrt(), _import_cuda_torch(trt_config.device)  # fail before exporting, not after
     ckpt = load_checkpoint(cfg["checkpoint"])
     run = dict(ckpt.config)
     run["planner"] = {**run["planner"], **{k: v for k, v in (cfg.get("planner") or {}).items() if v is not None}}
@@ -57,11 +63,11 @@ def export_run(cfg: dict[str, Any], log: Any = print) -> dict[str, Any]:
     t0 = time.perf_counter()
     log(f"exporting {contract.task} step {step} ({contract.model_preset}, planner {planner.num_samples} samples x "
         f"{planner.iterations} iterations x horizon {planner.horizon}) to {out}")  # fmt: skip
-    result = export_onnx(model, contract, planner, out, fp16=fp16, opset=int(cfg.get("opset", 18)))
+    exported = export_onnx(model, contract, planner, out, fp16=fp16, opset=int(cfg.get("opset", 18)))
     tmp = out / "weights.safetensors.tmp"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     tmp.replace(out / "weights.safetensors")
-    log(f"  wrote {', '.join(sorted(p.name for p in result.files.values()))} in {time.perf_counter() - t0:.1f} s")
+    log(f"  wrote {', '.join(sorted(p.name for p in exported.files.values()))} in {time.perf_counter() - t0:.1f} s")
     native.tune_allocator()
     reference = TorchBackend(model, contract, planner)
     candidate = OrtBackend(out, contract, OrtConfig(provider="cpu", fp16=fp16, threads=int(cfg.get("threads") or 0)))
@@ -71,13 +77,27 @@ def export_run(cfg: dict[str, Any], log: Any = print) -> dict[str, Any]:
         out / "parity.json", result, tolerance, backend="onnxruntime", provider="cpu", fp16=fp16,
         reference="torch eager (cpu)", graphs=list(GRAPHS),
     )  # fmt: skip
+    _log_parity(log, "onnxruntime", report, tolerance)
+    if trt_config is not None:
+        engines = TrtBackend(out, contract, trt_config, log=log)
+        trt_result = compare_backends(reference, engines, cases=int(cfg.get("parity_cases", 4)))
+        trt_tolerance = float(cfg.get("parity_tolerance") or (5e-2 if fp16 or trt_config.tf32 else FP32_TOLERANCE))
+        trt_report = write_report(
+            out / "parity_tensorrt.json", trt_result, trt_tolerance, backend="tensorrt", reference="torch eager (cpu)",
+            graphs=list(GRAPHS), **engines.describe(),
+        )  # fmt: skip
+        _log_parity(log, "tensorrt", trt_report, trt_tolerance)
+        report = {**report, "passed": report["passed"] and trt_report["passed"], "tensorrt": trt_report}
+    return report
+
+
+def _log_parity(log: Any, backend: str, report: dict[str, Any], tolerance: float) -> None:
     verdict = "passed" if report["passed"] else "FAILED"
     log(
-        f"  parity onnxruntime vs torch: max |diff| {report['max_abs_diff']:.2e}, {report['worst_ratio']:.2f} of its "
+        f"  parity {backend} vs torch: max |diff| {report['max_abs_diff']:.2e}, {report['worst_ratio']:.2f} of its "
         f"tolerance (base {tolerance:g}; {report['tie_cases']} of {report['cases']} solves near an elite tie): "
         f"{verdict}"
     )
-    return report
 
 
 def main() -> None:
@@ -97,7 +117,7 @@ def main() -> None:
             print(f"wm-control-export: error: {exc}", file=sys.stderr)
             sys.exit(2)
         if not report["passed"]:
-            print("wm-control-export: error: parity check failed (see parity.json)", file=sys.stderr)
+            print("wm-control-export: error: parity check failed (see parity*.json)", file=sys.stderr)
             sys.exit(1)
 
     _main()

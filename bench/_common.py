@@ -41,9 +41,11 @@ def _git_commit() -> str | None:
         return None
 
 
-def machine_info() -> dict[str, Any]:
-    """What ran the benchmark: CPU, cores, OS, Python and library versions, git commit."""
-    return {
+def machine_info(gpu: bool = False) -> dict[str, Any]:
+    """What ran the benchmark: CPU, cores, OS, Python and library versions, git commit; with ``gpu``
+    also the GPU model, compute capability, CUDA runtime of torch and the TensorRT version.
+    """
+    info: dict[str, Any] = {
         "cpu": _cpu_model(),
         "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "platform": platform.platform(),
@@ -51,26 +53,42 @@ def machine_info() -> dict[str, Any]:
         "numpy": np.__version__,
         "mujoco": _version("mujoco"),
         "torch": _version("torch"),
-        "onnxruntime": _version("onnxruntime"),
+        "onnxruntime": _version("onnxruntime") or _version("onnxruntime-gpu"),
         "git_commit": _git_commit(),
     }
+    if gpu:
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_capability"] = ".".join(str(v) for v in torch.cuda.get_device_capability(0))
+        info["cuda"] = torch.version.cuda
+        info["tensorrt"] = _version("tensorrt") or _version("tensorrt-cu12") or _version("tensorrt-cu13")
+    return info
 
 
-def gemm_gflops(repeats: int = 9) -> float:
+def gemm_gflops(repeats: int = 9, device: str = "cpu") -> float:
     """Median fp32 1024x1024x1024 GEMM throughput [GFLOP/s] in torch with the current thread count
-    (the same-process reference that efficiencies are measured against).
+    (the same-process reference that efficiencies are measured against). On ``cuda`` TF32 is off, so
+    the reference is true fp32, and each product is timed to completion.
     """
     import time
 
     import torch
 
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = False
+    a, b = torch.randn(1024, 1024, device=device), torch.randn(1024, 1024, device=device)
     for _ in range(3):
         a @ b
     times = []
-    for _ in range(repeats):
+    for _ in range(repeats if not cuda else 10 * repeats):
+        if cuda:
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         a @ b
+        if cuda:
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     return 2 * 1024**3 / float(np.median(times)) / 1e9
 

@@ -2,12 +2,16 @@
 
     python bench/plan_latency.py                       # the README table (CPU, 2 threads)
     python bench/plan_latency.py --configs small:128x3 --ticks 200 --no-write
+    python bench/plan_latency.py --gpu                 # on a CUDA GPU -> docs/results/plan_latency_gpu.json
 
 For each configuration a model with random weights (latency does not depend on the values) is
 exported to ONNX in a temporary folder and planned with every backend for ``--ticks`` ticks, each
 tick a full MPPI solve with fresh noise (drawn before timing; a pool of 64 draws is cycled). The
 eager-torch planner runs in the same process as the reference, and an fp32 1024^3 GEMM is measured
-before and after: efficiency = matmul FLOPs per plan / p50 time / GEMM FLOP/s.
+before and after: efficiency = matmul FLOPs per plan / p50 time / GEMM FLOP/s. With ``--gpu`` the
+backends are native TensorRT, onnxruntime's CUDA provider and eager torch on CUDA (default configs
+5M:512x6 and the deployment config), the GEMM reference runs on the GPU in fp32 (TF32 off), and the
+result goes to ``plan_latency_gpu.json`` with the GPU model and the CUDA and TensorRT versions.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ OBS, ACT = 40, 7  # fr3-reach
 # configurations time the plain TD-MPC2 model.
 DEPLOYMENT = ("small", MppiConfig(num_samples=128, iterations=3, horizon=3, num_elites=16, num_pi_trajs=6))
 DEFAULT_CONFIGS = ["small:128x3", "1M:512x6"]
+GPU_CONFIGS = ["small:128x3", "5M:512x6"]
 
 
 def parse_config(text: str) -> tuple[str, MppiConfig]:
@@ -84,7 +89,9 @@ def time_backend(backend: Backend, ticks: int, warmup: int, rng: np.random.Gener
     return times
 
 
-def run_config(preset: str, planner: MppiConfig, backends: list[str], ticks: int, threads: int) -> list[dict[str, Any]]:
+def run_config(
+    preset: str, planner: MppiConfig, backends: list[str], ticks: int, threads: int, gpu: bool = False
+) -> list[dict[str, Any]]:
     """Export one random-weight model and time it on each backend."""
     torch.manual_seed(0)
     deployment = (preset, planner) == DEPLOYMENT
@@ -100,11 +107,16 @@ def run_config(preset: str, planner: MppiConfig, backends: list[str], ticks: int
         for name in backends:
             backend: Backend
             if name == "onnxruntime":
-                backend = OrtBackend(tmp, contract, OrtConfig(provider="cpu", threads=threads))
+                backend = OrtBackend(tmp, contract, OrtConfig(provider="cuda" if gpu else "cpu", threads=threads))
             elif name == "torch":
-                backend = TorchBackend(model, contract, planner)
+                backend = TorchBackend(model, contract, planner, device="cuda" if gpu else "cpu")
+            elif name == "tensorrt":
+                from wm_control.runtime.tensorrt_backend import TrtBackend, TrtConfig
+
+                cache = str(Path(tmp) / "engines")
+                backend = TrtBackend(tmp, contract, TrtConfig(cache=cache), log=lambda m: print(m, file=sys.stderr))
             else:
-                raise SystemExit(f"--backends: unknown backend {name!r} (onnxruntime, torch)")
+                raise SystemExit(f"--backends: unknown backend {name!r} (onnxruntime, tensorrt, torch)")
             times = time_backend(backend, ticks, warmup=max(ticks // 50, 5), rng=np.random.default_rng(1))
             s = stats_ms(times)
             records.append(
@@ -125,6 +137,7 @@ def run_config(preset: str, planner: MppiConfig, backends: list[str], ticks: int
                     "deployment": deployment,
                     "episodic": deployment,
                     "threads": threads,
+                    "device": "cuda" if gpu else "cpu",
                 }
             )
             print(
@@ -138,23 +151,29 @@ def run_config(preset: str, planner: MppiConfig, backends: list[str], ticks: int
 def main() -> None:
     """Command line."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, help="preset:SAMPLESxITERATIONS ...")
-    ap.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"])
+    ap.add_argument("--configs", nargs="+", default=None, help="preset:SAMPLESxITERATIONS ...")
+    ap.add_argument("--backends", nargs="+", default=None, help="onnxruntime, tensorrt, torch")
+    ap.add_argument("--gpu", action="store_true", help="time on the CUDA GPU; writes plan_latency_gpu.json")
     ap.add_argument("--ticks", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/results alone")
     args = ap.parse_args()
     if args.ticks < 1:
         raise SystemExit("--ticks must be >= 1")
+    if args.gpu and not torch.cuda.is_available():
+        raise SystemExit("--gpu: torch.cuda.is_available() is False (no CUDA GPU, or a CPU build of torch)")
+    configs = args.configs or (GPU_CONFIGS if args.gpu else DEFAULT_CONFIGS)
+    backends = args.backends or (["tensorrt", "onnxruntime", "torch"] if args.gpu else ["onnxruntime", "torch"])
+    device = "cuda" if args.gpu else "cpu"
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     torch.set_num_threads(args.threads)
     native.tune_allocator()
-    gemm_before = gemm_gflops()
+    gemm_before = gemm_gflops(device=device)
     runs = []
-    for text in args.configs:
+    for text in configs:
         preset, planner = parse_config(text)
-        runs.extend(run_config(preset, planner, args.backends, args.ticks, args.threads))
-    gemm_after = gemm_gflops()
+        runs.extend(run_config(preset, planner, backends, args.ticks, args.threads, gpu=args.gpu))
+    gemm_after = gemm_gflops(device=device)
     gemm = float(np.median([gemm_before, gemm_after]))
     for r in runs:
         r["efficiency"] = r["gflop_per_plan"] / (r["p50_ms"] / 1e3) / gemm
@@ -166,14 +185,14 @@ def main() -> None:
         "deployment": {"preset": DEPLOYMENT[0], "planner": DEPLOYMENT[1].__dict__},
         "native_kernels": native.status(),
         "runs": runs,
-        "machine": machine_info(),
+        "machine": machine_info(gpu=args.gpu),
     }
     if args.no_write:
         import json
 
         print(json.dumps(payload, indent=2))
     else:
-        write_result("plan_latency.json", payload)
+        write_result("plan_latency_gpu.json" if args.gpu else "plan_latency.json", payload)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -82,6 +83,10 @@ def test_train_then_eval(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "exp" / "parity.json").read_text())["passed"] is True
     missing = _run("apps.export", f"checkpoint={tmp_path / 'nowhere'}", f"out={tmp_path / 'x'}", cwd=tmp_path)
     assert missing.returncode == 2 and "wm-control-export: error:" in missing.stderr
+    if importlib.util.find_spec("tensorrt") is None:  # CI: the engine build is refused before any export
+        trt = _run("apps.export", f"checkpoint={run_dir}", f"out={tmp_path / 'trt'}", "tensorrt=true", cwd=tmp_path)
+        assert trt.returncode == 2 and "pip install wm-control[tensorrt]" in trt.stderr
+        assert not (tmp_path / "trt").exists()
 
     # Resuming with a different model is refused, naming the field; the rest of the config (task, model,
     # planner) comes from the checkpoint, so it need not be repeated.

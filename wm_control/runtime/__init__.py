@@ -1,7 +1,8 @@
 """Deployment runtime: backends that run an exported model, their noise, and the control loop.
 
 Only numpy-level modules are imported here; backends that need torch or onnxruntime are imported
-from their own modules (``wm_control.runtime.torch_backend``, ``wm_control.runtime.onnx_backend``).
+from their own modules (``wm_control.runtime.torch_backend``, ``wm_control.runtime.onnx_backend``,
+``wm_control.runtime.tensorrt_backend``).
 """
 
 from wm_control.runtime.backend import Backend, PlanNoiseArrays, PlanOutput, StepNoise, StepOutput

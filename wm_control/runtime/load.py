@@ -10,7 +10,7 @@ from wm_control.runtime.backend import Backend
 
 __all__ = ["BACKENDS", "load_backend"]
 
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = ("onnxruntime", "tensorrt", "torch")
 
 
 def load_backend(
@@ -21,12 +21,14 @@ def load_backend(
     threads: int = 0,
     fp16: bool = False,
     device: str = "cpu",
+    trt_cache: str | None = None,
 ) -> Backend:
     """A ``Backend`` over the export in ``folder`` (written by ``wm-control-export``).
 
     backend: ``"onnxruntime"`` (``provider`` cpu / cuda / tensorrt, ``threads``, ``fp16`` files) or
-    ``"torch"`` (eager, ``device``; needs torch). The contract comes from ``model.json``; each ONNX
-    file's embedded copy must agree with it.
+    ``"tensorrt"`` (native engines on a CUDA GPU, built on first use and cached in ``trt_cache``;
+    ``fp16`` files; ``device`` ``"cuda:N"``) or ``"torch"`` (eager, ``device``; needs torch). The
+    contract comes from ``model.json``; each ONNX file's embedded copy must agree with it.
     """
     from wm_control.runtime.onnx_backend import read_model_json
 
@@ -43,6 +45,21 @@ def load_backend(
         except ImportError as exc:
             raise ConfigError("backend='torch' needs PyTorch: pip install torch") from exc
         return load_torch_backend(folder, contract, MppiConfig(**contract.planner), device)
+    if backend == "tensorrt":
+        from wm_control.runtime.tensorrt_backend import TrtBackend, TrtConfig
+
+        index = _cuda_index(device)
+        return TrtBackend(folder, contract, TrtConfig(cache=trt_cache, fp16=fp16, device=index))
     from wm_control.runtime.onnx_backend import OrtBackend, OrtConfig
 
     return OrtBackend(folder, contract, OrtConfig(provider=provider, threads=threads, fp16=fp16))
+
+
+def _cuda_index(device: str) -> int:
+    """``"cpu"`` (the default: first GPU), ``"cuda"`` or ``"cuda:N"`` -> N."""
+    if device in ("cpu", "cuda"):
+        return 0
+    head, _, index = device.partition(":")
+    if head != "cuda" or not index.isdigit():
+        raise ConfigError(f"device={device!r}; valid for backend='tensorrt': 'cuda' or 'cuda:N'")
+    return int(index)

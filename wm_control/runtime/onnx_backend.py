@@ -15,10 +15,9 @@ import numpy as np
 
 from wm_control.contract import ModelContract
 from wm_control.errors import ConfigError, ModelContractError, check_range
-from wm_control.planning.config import MppiConfig
-from wm_control.runtime.backend import PlanNoiseArrays, PlanOutput, StepNoise, StepOutput
+from wm_control.runtime.graph_backend import GraphBackend
 
-__all__ = ["GRAPH_FILES", "OrtBackend", "OrtConfig", "load_onnx_contract"]
+__all__ = ["GRAPH_FILES", "OrtBackend", "OrtConfig", "graph_files", "load_onnx_contract", "read_model_json"]
 
 GRAPH_FILES = {g: f"{g}.onnx" for g in ("policy", "planner", "planner_init", "planner_step")}
 PROVIDERS = {
@@ -76,20 +75,35 @@ def load_onnx_contract(path: str | Path) -> ModelContract:
     return ModelContract.from_metadata({p.key: p.value for p in proto.metadata_props})
 
 
-class OrtBackend:
+def graph_files(folder: str | Path, contract: ModelContract, fp16: bool = False) -> dict[str, Path]:
+    """The export's ONNX file per graph (``*.fp16.onnx`` when ``fp16``), each checked to carry the
+    same contract as ``model.json`` (files from one export).
+    """
+    files = {}
+    for graph, file in GRAPH_FILES.items():
+        path = Path(folder) / (file.replace(".onnx", ".fp16.onnx") if fp16 else file)
+        if not path.exists():
+            raise ModelContractError(f"{path} not found; export the model with wm-control-export first")
+        stored = load_onnx_contract(path)
+        if stored.weights_sha256 != contract.weights_sha256 or stored.config_hash != contract.config_hash:
+            raise ModelContractError(
+                f"{path.name}: model contract field 'weights_sha256' differs from model.json "
+                "(files from different exports in one folder)"
+            )
+        files[graph] = path
+    return files
+
+
+class OrtBackend(GraphBackend):
     """``Backend`` over ONNX Runtime sessions of an export folder."""
 
     name = "onnxruntime"
 
     def __init__(self, folder: str | Path, contract: ModelContract, config: OrtConfig = OrtConfig()) -> None:
         ort = _import_ort()
+        super().__init__(contract)
         self.folder = Path(folder)
         self.config = config
-        self.contract = contract
-        self.planner = MppiConfig(**{k: v for k, v in contract.planner.items()})
-        model = contract.model
-        self.obs_dim, self.action_dim = int(model["obs_dim"]), int(model["action_dim"])
-        self.latent_dim, self.num_q = int(model["latent_dim"]), int(model["num_q"])
         available = set(ort.get_available_providers())
         providers: list[Any] = [p for p in PROVIDERS[config.provider] if p in available]
         if PROVIDERS[config.provider][0] not in available:
@@ -114,16 +128,7 @@ class OrtBackend:
             return so
 
         self._sessions: dict[str, Any] = {}
-        for graph, file in GRAPH_FILES.items():
-            path = self.folder / (file.replace(".onnx", ".fp16.onnx") if config.fp16 else file)
-            if not path.exists():
-                raise ModelContractError(f"{path} not found; export the model with wm-control-export first")
-            stored = load_onnx_contract(path)
-            if stored.weights_sha256 != contract.weights_sha256 or stored.config_hash != contract.config_hash:
-                raise ModelContractError(
-                    f"{path.name}: model contract field 'weights_sha256' differs from model.json "
-                    "(files from different exports in one folder)"
-                )
+        for graph, path in graph_files(self.folder, contract, config.fp16).items():
             self._sessions[graph] = ort.InferenceSession(str(path), options(graph), providers=providers)
         self._gpu = config.provider != "cpu"
         self._ort = ort
@@ -139,51 +144,6 @@ class OrtBackend:
             binding.bind_output(out.name, "cuda")
         sess.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()
-
-    @staticmethod
-    def _f(x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x, dtype=np.float32)
-
-    def policy(self, obs: np.ndarray) -> np.ndarray:  # noqa: D102
-        return self._run("policy", {"obs": self._f(obs).reshape(1, -1)})[0][0]
-
-    def plan(self, obs: np.ndarray, mean: np.ndarray, noise: PlanNoiseArrays, explore_scale: float) -> PlanOutput:  # noqa: D102
-        f = self._f
-        action, nxt, vmean, vstd, std = self._run(
-            "planner",
-            {
-                "obs": f(obs), "mean": f(mean), "pi_eps": f(noise.pi_eps), "samples": f(noise.samples),
-                "value_eps": f(noise.value_eps), "q_heads": np.ascontiguousarray(noise.q_heads, dtype=np.int64),
-                "gumbel": f(noise.gumbel), "explore": f(noise.explore),
-                "explore_scale": np.asarray(explore_scale, dtype=np.float32),
-            },
-        )  # fmt: skip
-        return PlanOutput(action, nxt, float(vmean), float(vstd), std)
-
-    def plan_init(self, obs: np.ndarray, pi_eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: D102
-        z, prior = self._run("planner_init", {"obs": self._f(obs), "pi_eps": self._f(pi_eps)})
-        return z, prior
-
-    def plan_step(  # noqa: D102
-        self,
-        z: np.ndarray,
-        prior: np.ndarray,
-        mean: np.ndarray,
-        std: np.ndarray,
-        noise: StepNoise,
-        explore_scale: float,
-    ) -> StepOutput:
-        f = self._f
-        m, s, action, vmean, vstd = self._run(
-            "planner_step",
-            {
-                "z": f(z), "prior": f(prior), "mean": f(mean), "std": f(std), "samples": f(noise.samples),
-                "value_eps": f(noise.value_eps), "q_heads": np.ascontiguousarray(noise.q_heads, dtype=np.int64),
-                "gumbel": f(noise.gumbel), "explore": f(noise.explore),
-                "explore_scale": np.asarray(explore_scale, dtype=np.float32),
-            },
-        )  # fmt: skip
-        return StepOutput(m, s, action, float(vmean), float(vstd))
 
 
 def read_model_json(folder: str | Path) -> ModelContract:
