@@ -2,8 +2,9 @@
 
     python bench/dmc_curve.py --task cartpole-swingup --runs runs/dmc/cartpole-swingup/<a> [...]
 
-Writes docs/results/dmc_<task>.csv (columns step,return,seed) and docs/results/dmc_<task>.png, with
-the TD-MPC2 paper's 100k-step result for reference when known.
+Writes docs/results/dmc_<task>.csv (columns step,return,seed; ``step`` in agent steps, each action
+repeated twice as in TD-MPC2) and docs/results/dmc_<task>.png, with the TD-MPC2 paper's 100k-step
+result for reference when known.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 import yaml
 from _common import RESULTS
 
-# TD-MPC2 paper (5M model), episode return at 100k environment steps: mean and range over 3 seeds.
+# TD-MPC2 paper (5M model), episode return at 100k steps (its env steps, each of which repeats the
+# action twice: our agent steps): mean and range over 3 seeds.
 PAPER_100K = {"cartpole-swingup": (839.0, 790.0, 868.0)}
 
 
@@ -27,19 +29,25 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     notes = []
+    labels: dict[int, str] = {}
+    repeats: set[int] = set()
     for run in args.runs:
         run = Path(run)
         cfg = yaml.safe_load((run / "config.yaml").read_text())
         if cfg["task"]["name"] != f"dmc/{args.task}":
             raise SystemExit(f"{run} trains {cfg['task']['name']}, not dmc/{args.task}")
         seed = int(cfg["train"]["seed"])
-        notes.append(f"seed {seed}: model {cfg['model']['preset']}, planner {cfg['planner']}")
+        pl = cfg["planner"]
+        repeats.add(int(cfg["task"]["env"]["action_repeat"]))
+        labels[seed] = f"{cfg['model']['preset']}, {pl['num_samples']} x {pl['iterations']} x {pl['horizon']}"
+        notes.append(f"seed {seed}: model {cfg['model']['preset']}, planner {pl}")
         with open(run / "metrics" / "eval.csv", newline="") as f:
             for r in csv.DictReader(f):
-                # DMC steps are agent steps (action repeat 2); the paper counts environment steps.
+                # Agent steps, as TD-MPC2 counts them: its DMC wrapper repeats each action twice
+                # inside one env step and its trainer counts env steps, so its "100k" is ours.
                 rows.append(
                     {
-                        "step": int(r["step"]) * int(cfg["task"]["env"]["action_repeat"]),
+                        "step": int(r["step"]),
                         "return": float(r["return_mean"]),
                         "seed": seed,
                     }
@@ -59,13 +67,14 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     for seed in sorted({r["seed"] for r in rows}):
         pts = [(r["step"], r["return"]) for r in rows if r["seed"] == seed]
-        ax.plot(*zip(*pts, strict=True), "o-", ms=3, label=f"wm-control, seed {seed}")
+        ax.plot(*zip(*pts, strict=True), "o-", ms=3, label=f"wm-control {labels[seed]}, seed {seed}")
     if args.task in PAPER_100K:
         mean, lo, hi = PAPER_100K[args.task]
         ax.errorbar(
             [100_000], [mean], yerr=[[mean - lo], [hi - mean]], fmt="k*", ms=10, label="TD-MPC2 paper (5M), 100k"
         )
-    ax.set_xlabel("environment steps")
+    repeat = ", ".join(str(r) for r in sorted(repeats))
+    ax.set_xlabel(f"agent steps (action repeat {repeat})")
     ax.set_ylabel("episode return")
     ax.set_title(f"dmc/{args.task}")
     ax.grid(alpha=0.3)
