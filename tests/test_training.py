@@ -114,8 +114,10 @@ def test_resumed_logger_drops_rows_logged_after_the_checkpoint(tmp_path: Path) -
     first.log("eval", 300, {"return_mean": 1.0})
     first.log("eval", 500, {"return_mean": 2.0})
     first.close()
+    with open(tmp_path / "metrics" / "train.csv", "a") as f:
+        f.write("6")  # the kill interrupted a write
     resumed = RunLogger(tmp_path, tensorboard=False, resume_step=300)
-    assert resumed.dropped_rows == {"eval": 1, "train": 2}
+    assert resumed.dropped_rows == {"eval": 1, "train": 3}
     resumed.log("train", 400, {"episode_return": -1.0})
     resumed.close()
     train = (tmp_path / "metrics" / "train.csv").read_text().splitlines()

@@ -70,13 +70,22 @@ class RunLogger:
 
 
 def _truncate_after(path: Path, step: int) -> int:
-    """Remove the rows of a metrics CSV whose ``step`` is above ``step``; returns how many."""
+    """Remove the rows of a metrics CSV whose ``step`` is above ``step`` (and incomplete rows);
+    returns how many.
+    """
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     if not rows or "step" not in rows[0]:
         return 0
-    col = rows[0].index("step")
-    keep = [rows[0]] + [r for r in rows[1:] if r and int(float(r[col])) <= step]
+    header, col = rows[0], rows[0].index("step")
+
+    def kept(row: list[str]) -> bool:  # a killed run may also leave a half-written last line
+        try:
+            return len(row) == len(header) and int(float(row[col])) <= step
+        except ValueError:
+            return False
+
+    keep = [header] + [r for r in rows[1:] if kept(r)]
     dropped = len(rows) - len(keep)
     if dropped:
         tmp = path.with_name(f".{path.name}.tmp")
