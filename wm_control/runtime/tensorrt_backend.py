@@ -17,6 +17,7 @@ Device buffers are torch CUDA tensors (``tensorrt`` and a CUDA build of PyTorch 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -90,8 +91,9 @@ def engine_path(
 
 
 def _import_tensorrt() -> Any:
+    # By name, at call time: the library never imports TensorRT at module level (layering).
     try:
-        import tensorrt
+        tensorrt = importlib.import_module("tensorrt")
     except ImportError as exc:
         raise ConfigError(
             "backend='tensorrt' needs the TensorRT Python package: pip install wm-control[tensorrt] "
