@@ -62,7 +62,9 @@ def two_hot_inv(logits: Tensor, vmin: float, vmax: float) -> Tensor:
     """Decode logits ``(..., num_bins)`` to scalars ``(...)``: symexp of the expected bin value."""
     num_bins = logits.shape[-1]
     bins = torch.linspace(vmin, vmax, num_bins, dtype=logits.dtype, device=logits.device)
-    return symexp(torch.softmax(logits, dim=-1) @ bins)
+    # A product and a sum rather than a matrix-vector product: exported, onnxruntime runs Mul +
+    # ReduceSum about 4x faster than its MatMul with a vector operand (measured at 1536 x 101).
+    return symexp((torch.softmax(logits, dim=-1) * bins).sum(-1))
 
 
 def soft_ce(logits: Tensor, target: Tensor, vmin: float, vmax: float) -> Tensor:
