@@ -1,7 +1,6 @@
 """fr3-reach through the exported planner: the deployment path, not the training code.
 
-    wm-control-export checkpoint=runs/fr3-reach/<run> out=exports/fr3-reach planner.num_samples=128 \
-        planner.iterations=3 planner.num_elites=16 planner.num_pi_trajs=6
+    make export     # the shipped model at the deployment budget (128 samples x 2 iterations x horizon 3)
     python bench/fr3_reach_deployed.py --export exports/fr3-reach [--backend onnxruntime] [--episodes 50]
 
 Each tick the ROS-free ``ControlLoop`` builds the observation from the simulated joint state, the
