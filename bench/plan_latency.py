@@ -51,9 +51,9 @@ from wm_control.runtime.torch_backend import TorchBackend
 
 OBS, ACT = 40, 7  # fr3-reach
 # The fr3-reach deployment config: small preset, 128 samples x 2 iterations x horizon 3 (16 elites,
-# 6 policy trajectories). The shipped model was trained planning 128 x 3; the third iteration costs a
-# third more time per tick (p99 8.8-15.7 ms over ten runs on this 2-core VM, above the 10 ms target
-# in most) for a success rate of 100 % instead of 98 % over the 50 deployment episodes, so the
+# 6 policy trajectories). The shipped model was trained planning 128 x 3; a third iteration costs half
+# again as much per tick (onnxruntime p99 over seven runs on this 2-core VM: 128 x 3 10.7-15.2 ms,
+# 128 x 2 6.0-10.8 ms) for 100 % instead of 98 % success over the 50 deployment episodes, so the
 # default table times both.
 # Small-preset configs time the fr3-reach model, which is episodic (a termination head, evaluated for
 # every imagined step); the other presets time the plain TD-MPC2 model.
