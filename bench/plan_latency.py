@@ -162,8 +162,9 @@ def time_interleaved(
     all of them alike. The first two ticks of each share are not kept: they pay for the switch from
     the previous job's threads and caches, which a deployed process, running one planner, does not.
     """
+    warmup = max(ticks // 50, 5)
     for _, timer in jobs:
-        timer.run(max(ticks // 50, 5), skip=1 << 30)  # warm-up, not kept
+        timer.run(warmup, skip=warmup)  # not kept
     gemm = []
     for r in range(rounds):
         share = ticks // rounds + (1 if r < ticks % rounds else 0)
