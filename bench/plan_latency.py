@@ -20,7 +20,6 @@ result goes to ``plan_latency_gpu.json`` with the GPU model and the CUDA and Ten
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 import tempfile
@@ -71,8 +70,6 @@ def parse_config(text: str) -> tuple[str, MppiConfig]:
         samples, iterations = (int(v) for v in budget.lower().split("x"))
     except ValueError:
         raise SystemExit(f"--configs entry {text!r}: expected preset:SAMPLESxITERATIONS, e.g. 1M:512x6") from None
-    if (preset, samples) == (DEPLOYMENT[0], DEPLOYMENT[1].num_samples):  # the deployment's elites and prior
-        return preset, dataclasses.replace(DEPLOYMENT[1], iterations=iterations)
     return preset, MppiConfig(
         num_samples=samples, iterations=iterations, num_elites=max(samples // 8, 1), num_pi_trajs=samples * 3 // 64
     )

@@ -36,7 +36,7 @@ class OrtConfig:
     fp16: load the ``*.fp16.onnx`` files of an fp16 export.
     trt_cache: folder for TensorRT execution-provider engines (provider ``"tensorrt"``).
     spin: the graphs whose idle intra-op threads spin-wait for work (faster hand-over, about 30 %
-        on the deployment planner). Each graph has its own session and thread pool, and spinning
+        on the fr3-reach planner at 128 x 3). Each graph has its own session and thread pool, and spinning
         pools of graphs that are not running compete with the one that is: with all four spinning,
         the control loop's per-iteration graph measured 7 ms instead of 2.5 ms on 2 cores and the
         loop fell back to partial solves. Default: only the full solve, the hot path.
