@@ -5,14 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.physics import FR3Sim, ImpedanceGains, MonitorConfig, ReflexError
+from sim.monitor import MonitorConfig, ReflexError, ReflexMonitor
+from sim.physics import FR3Sim
 from sim.scene import build_model
+from sim.tracking import ImpedanceGains, TrackingController
 from wm_control.chunking import ChunkConfig, ChunkGenerator
 from wm_control.errors import ConfigError, InputError
 from wm_control.robot import FR3
 from wm_control.trajectory import TrajectoryChunk
 
 DT = 0.02
+H = 0.001  # servo period of the 1 kHz layer [s]
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +165,60 @@ def test_bad_inputs(fr3: FR3Sim) -> None:
         ImpedanceGains(kp=(1.0, 2.0, 3.0))
     with pytest.raises(ConfigError, match=r"collision_torque\[0\]=-1.0 is out of range"):
         MonitorConfig(collision_torque=(-1.0,) * 7)
+
+
+def test_monitor_alone_flags_a_velocity_step_and_passes_a_smooth_command() -> None:
+    monitor = ReflexMonitor(FR3, H)
+    monitor.reset(FR3.start_q)
+    ticks = np.arange(1, 21)[:, None]
+    # Joint 3 jumps from rest to 1 rad/s at the first tick: 1000 rad/s^2 > ddq_max (and a jerk spike at the
+    # same tick; ties go to the acceleration check).
+    step = FR3.start_q + ticks * H * 1.0 * np.eye(7)[2]
+    reflex = monitor.check_command(step, time=0.5)
+    assert reflex is not None and reflex.kind == "acceleration" and reflex.joint == 2
+    assert reflex.time == pytest.approx(0.5 + H) and reflex.value == pytest.approx(1.0 / H)
+    assert "fr3_joint3" in reflex.message and "exceeds limit 10" in reflex.message
+    # 0.01 rad sin^2 over 200 ms on every joint: peak 0.16 rad/s, 4.9 rad/s^2, 155 rad/s^3, all inside.
+    t = np.arange(1, 201)[:, None] * H
+    smooth = FR3.start_q + 0.01 * np.sin(np.pi * t / 0.2) ** 2 * np.ones(7)
+    assert monitor.check_command(smooth, time=0.0) is None
+    # The history continues across calls: the same smooth command in two pieces passes too.
+    monitor.record(smooth[:100])
+    assert monitor.check_command(smooth[100:], time=0.1) is None
+    # A position past the joint range is reported at its tick; with the check off nothing is.
+    qlog = np.tile(FR3.start_q, (10, 1))
+    qlog[4:, 6] = FR3.limits.q_max[6] + 0.01
+    pos = monitor.check_position(qlog, time=1.0)
+    assert pos is not None and pos.kind == "position" and pos.joint == 6
+    assert pos.time == pytest.approx(1.0 - 10 * H + 5 * H) and pos.limit == FR3.limits.q_max[6]
+    monitor.config = MonitorConfig(command_limits=False, position_limits=False)
+    assert monitor.check_command(step, time=0.5) is None and monitor.check_position(qlog, time=1.0) is None
+
+
+def test_tracking_alone_passes_through_the_knots_and_holds_the_last() -> None:
+    tracker = TrackingController(H, ImpedanceGains())
+    q0 = FR3.start_q
+    tracker.reset(q0)
+    rng = np.random.default_rng(0)
+    knots = q0 + np.cumsum(rng.uniform(-0.01, 0.01, (3, 7)), axis=0)
+    vels = rng.uniform(-0.5, 0.5, (3, 7))
+    tracker.send(TrajectoryChunk(knots, vels, DT))
+    sp = tracker.setpoints(80)  # 60 ticks of chunk, then 20 of hold
+    knot_rows = [19, 39, 59]  # ticks ending at DT, 2 DT, 3 DT
+    np.testing.assert_allclose(sp.q[knot_rows], knots, atol=1e-12)
+    np.testing.assert_allclose(sp.dq[knot_rows], vels, atol=1e-9)
+    np.testing.assert_array_equal(sp.q[60:], np.repeat(knots[-1:], 20, axis=0))
+    np.testing.assert_array_equal(sp.dq[60:], 0.0)
+    kp, kd = np.array(ImpedanceGains().kp), np.array(ImpedanceGains().kd)
+    np.testing.assert_array_equal(sp.ctrl, kp * sp.q + kd * sp.dq)
+    # Executing in pieces gives the same setpoints as one piece (up to rounding of the sample times), and the
+    # command state follows.
+    tracker.commit(sp, 0)
+    np.testing.assert_array_equal(tracker.command[0], q0)
+    tracker.commit(tracker.setpoints(25), 25)
+    np.testing.assert_allclose(tracker.setpoints(55).q, sp.q[25:], atol=1e-12)
+    np.testing.assert_array_equal(tracker.command[0], sp.q[24])
+    with pytest.raises(InputError, match=r"commit ticks=81 is out of range; valid: \[0, 80\]"):
+        tracker.commit(sp, 81)
+    with pytest.raises(InputError, match="chunk positions have shape"):
+        tracker.send(TrajectoryChunk(knots[:, :6], vels[:, :6], DT))
