@@ -4,7 +4,9 @@ optimiser moments, no replay buffer) that can be committed, evaluated, exported 
     python scripts/save_model.py --run runs/fr3-reach/<run> --out models/fr3-reach
 
 ``wm-control-eval checkpoint=<out>`` and ``wm-control-export checkpoint=<out>`` read it like any
-checkpoint; ``wm-control-train resume=<out>`` refuses it (resume from the run itself).
+checkpoint; ``wm-control-train resume=<out>`` refuses it (resume from the run itself). The run's
+checkpoint is verified before it is copied (a corrupted one is refused with one error line); the copy
+is written in the current checkpoint format, with its own hashes and the run's control contract.
 """
 
 from __future__ import annotations

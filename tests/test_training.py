@@ -1,32 +1,52 @@
-"""Online training: it learns, it is reproducible, and it resumes bit for bit."""
+"""Online training: it learns, it is reproducible, it resumes bit for bit, and its checkpoints refuse
+corruption with one clear error naming the file.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tests.toy_env import PointMass
-from wm_control.errors import ConfigError
+from wm_control.errors import CheckpointError, ConfigError
 from wm_control.model.config import model_config
-from wm_control.planning.mppi import MppiConfig
+from wm_control.planning.config import MppiConfig
 from wm_control.training.agent import TDMPC2, AgentConfig
-from wm_control.training.checkpoint import config_differences, load_checkpoint, save_model_only
+from wm_control.training.buffer import EpisodeBuffer
+from wm_control.training.checkpoint import CHECKPOINT_FORMAT, config_differences, load_checkpoint, save_model_only
+from wm_control.training.collect import collect_episode
 from wm_control.training.logger import RunLogger
 from wm_control.training.trainer import TrainConfig, Trainer
 
 PLANNER = MppiConfig(horizon=3, iterations=3, num_samples=64, num_elites=8, num_pi_trajs=8)
+REPO = Path(__file__).resolve().parents[1]
 
 
-def _trainer(run_dir: Path, steps: int, seed: int = 0, fail_at: int | None = None, **train_kw) -> Trainer:  # noqa: ANN003
+def _trainer(
+    run_dir: Path,
+    steps: int,
+    seed: int = 0,
+    fail_at: int | None = None,
+    contract: dict | None = None,
+    **train_kw,  # noqa: ANN003
+) -> Trainer:
     mc = model_config("small", 3, 1, enc_dim=64, mlp_dim=64, latent_dim=32)
     agent = TDMPC2(mc, AgentConfig(batch_size=64, planner=PLANNER), episode_length=40, seed=seed)
     settings = {"eval_freq": 0, "checkpoint_freq": 0, "save_video": False, "progress": False, **train_kw}
     cfg = TrainConfig(steps=steps, seed=seed, seed_steps=200, **settings)
     run_config = {"task": "point-mass", "train": {"steps": steps}}
-    return Trainer(lambda render: PointMass(fail_at_step=fail_at), agent, cfg, run_dir, run_config, title="toy")
+    env = lambda render: PointMass(fail_at_step=fail_at)  # noqa: E731
+    return Trainer(env, agent, cfg, run_dir, run_config, title="toy", contract=contract)
 
 
 def _eval_return(trainer: Trainer, episodes: int = 10) -> float:
@@ -153,3 +173,183 @@ def test_model_only_copy_loads_the_same_model_and_is_small(tmp_path: Path) -> No
     obs = np.zeros(3, np.float32)
     a_fresh = fresh.agent.act(obs, t0=True, eval_mode=True)
     assert np.array_equal(a_fresh, trainer.agent.act(obs, t0=True, eval_mode=True))
+
+
+def test_collect_episode_shapes_budget_and_step_callback() -> None:
+    seen: list[int] = []
+    acts = lambda obs, t: np.full(1, 0.5 if t else -0.5, np.float32)  # noqa: E731
+    full = collect_episode(PointMass(), acts, seed=3, on_step=seen.append)
+    assert (full.obs.shape, full.actions.shape, full.rewards.shape, full.terminated.shape) == (
+        (41, 3),
+        (40, 1),
+        (40,),
+        (40,),
+    )
+    assert seen == list(range(40)) and full.length == 40 and not full.terminated.any()
+    assert full.actions[0, 0] == -0.5 and full.actions[1, 0] == 0.5
+    assert full.episode_return == pytest.approx(float(np.sum(full.rewards)))
+    again = collect_episode(PointMass(), acts, seed=3)
+    assert np.array_equal(again.obs, full.obs)  # the seed fixes the episode
+    cut = collect_episode(PointMass(), acts, seed=3, max_steps=7)
+    assert cut.length == 7 and np.array_equal(cut.obs, full.obs[:8])
+
+
+# --- checkpoint integrity --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 50-step run (random actions only, no updates): a complete format-2 checkpoint in about a second."""
+    run = tmp_path_factory.mktemp("small") / "run"
+    _trainer(run, steps=50, contract={"robot": "toy", "dt": 0.05, "joint_names": ("x",)}).train()
+    return run
+
+
+def _copy_checkpoint(run: Path, dest: Path) -> Path:
+    return Path(shutil.copytree(load_checkpoint(run).path, dest / "ckpt"))
+
+
+def _edit_state(path: Path, edit: Callable[[dict], None]) -> None:
+    state = json.loads((path / "state.json").read_text())
+    edit(state)
+    (path / "state.json").write_text(json.dumps(state, indent=1))
+
+
+def _truncate(file: Path) -> None:
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+
+
+def _flip_middle_byte(file: Path) -> None:
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    file.write_bytes(bytes(data))
+
+
+def _bump_step(state: dict) -> None:
+    state["trainer"]["step"] += 1
+
+
+def _bump_rng(state: dict) -> None:
+    state["trainer"]["rng"]["state"]["state"] += 1
+
+
+CORRUPTIONS: dict[str, tuple[str, Callable[[Path], None], str]] = {
+    "truncated state": ("state.json", lambda p: _truncate(p / "state.json"), "is not valid JSON"),
+    "binary state": ("state.json", lambda p: (p / "state.json").write_bytes(bytes(range(256)) * 8), "not UTF-8"),
+    "edited step": ("state.json", lambda p: _edit_state(p, _bump_step), "modified after it was written"),
+    "edited rng": ("state.json", lambda p: _edit_state(p, _bump_rng), "modified after it was written"),
+    "relabelled format 1": ("state.json", lambda p: _edit_state(p, lambda s: s.update(format=1)), "format-2 hashes"),
+    "truncated weights": ("weights.safetensors", lambda p: _truncate(p / "weights.safetensors"), "sha256"),
+    "flipped weights byte": ("weights.safetensors", lambda p: _flip_middle_byte(p / "weights.safetensors"), "sha256"),
+    "missing buffer": ("buffer.npz", lambda p: (p / "buffer.npz").unlink(), "is missing"),
+    "truncated buffer": ("buffer.npz", lambda p: _truncate(p / "buffer.npz"), "sha256"),
+    "missing state": ("state.json", lambda p: (p / "state.json").unlink(), "is missing"),
+}
+
+
+def test_checkpoint_is_format_2_with_hashes_and_contract(small_run: Path) -> None:
+    ckpt = load_checkpoint(small_run)
+    assert ckpt.state["format"] == CHECKPOINT_FORMAT == 2
+    assert set(ckpt.state["files"]) == {"weights.safetensors", "buffer.npz"}
+    assert len(ckpt.state["state_sha256"]) == 64 and "config_hash" in ckpt.state
+    assert ckpt.contract == {"robot": "toy", "dt": 0.05, "joint_names": ["x"]}
+    assert ckpt.trainer_state.step == 50
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_corrupted_checkpoint_is_refused_naming_the_file(small_run: Path, tmp_path: Path, case: str) -> None:
+    name, corrupt, why = CORRUPTIONS[case]
+    path = _copy_checkpoint(small_run, tmp_path)
+    load_checkpoint(path)  # intact before the corruption
+    corrupt(path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert str(path / name) in message and why in message and "\n" not in message, message
+
+
+def test_a_run_whose_latest_checkpoint_lost_its_state_is_refused(small_run: Path, tmp_path: Path) -> None:
+    run = Path(shutil.copytree(small_run, tmp_path / "run"))
+    state = load_checkpoint(run).path / "state.json"
+    state.unlink()
+    with pytest.raises(CheckpointError, match=re.escape(f"checkpoint {state} (named by ") + ".*latest\\) is missing"):
+        load_checkpoint(run)
+
+
+def _as_old_model_copy(state: dict) -> None:
+    """The shipped model's state as it was before it was migrated: format 1, no recorded contract."""
+    _as_format_1(state)
+    del state["contract"], state["contract_migrated"]
+
+
+def test_format_1_checkpoints_load_and_refuse_decode_errors(tmp_path: Path) -> None:
+    shipped = Path(shutil.copytree(REPO / "models" / "fr3-reach", tmp_path / "format_1"))
+    _edit_state(shipped, _as_old_model_copy)
+    ref = load_checkpoint(shipped)
+    assert ref.state["format"] == 1 and ref.model_only and ref.contract is None
+    copies = {}
+    for case in ("intact", "state", "weights", "garbage", "resumable"):
+        copies[case] = Path(shutil.copytree(shipped, tmp_path / case))
+    same = load_checkpoint(copies["intact"])
+    assert same.state == ref.state and all(torch.equal(same.tensors[k], v) for k, v in ref.tensors.items())
+    _truncate(copies["state"] / "state.json")
+    _truncate(copies["weights"] / "weights.safetensors")
+    (copies["garbage"] / "weights.safetensors").write_bytes(b"\xff" * 64)
+    _edit_state(copies["resumable"], lambda s: s.pop("model_only"))  # claims to be resumable, has no buffer
+    for case, name in (("state", "state.json"), ("weights", "weights.safetensors"), ("garbage", "weights.safetensors"),
+                       ("resumable", "buffer.npz")):  # fmt: skip
+        with pytest.raises(CheckpointError, match="checkpoint .*" + name):
+            load_checkpoint(copies[case])
+
+
+def _as_format_1(state: dict) -> None:
+    del state["files"], state["state_sha256"]
+    state["format"] = 1
+
+
+def test_format_1_buffer_errors_are_refused_at_restore(small_run: Path, tmp_path: Path) -> None:
+    # Format 1 has no hashes: a truncated buffer loads and is caught when restore decodes it.
+    path = _copy_checkpoint(small_run, tmp_path)
+    _edit_state(path, _as_format_1)
+    _truncate(path / "buffer.npz")
+    ckpt = load_checkpoint(path)
+    trainer = _trainer(tmp_path / "resumed", steps=60)
+    with pytest.raises(CheckpointError, match="buffer.npz cannot be read"):
+        trainer.restore(ckpt)
+    with pytest.raises(CheckpointError, match="buffer.npz is missing"):
+        EpisodeBuffer.load(tmp_path / "nowhere" / "buffer.npz")
+    lengths, meta = np.array([3, 2]), np.array([100, 3, 1, 2])  # 5 steps of 2 episodes need 7 observations
+    arrays = {"obs": np.zeros((6, 3)), "action": np.zeros((5, 1)), "reward": np.zeros(5), "terminated": np.zeros(5)}
+    np.savez(tmp_path / "odd.npz", lengths=lengths, meta=meta, **arrays)
+    with pytest.raises(CheckpointError, match=r"odd.npz is inconsistent: obs has shape \(6, 3\)"):
+        EpisodeBuffer.load(tmp_path / "odd.npz")
+
+
+def test_contract_is_kept_and_a_different_one_is_refused(small_run: Path, tmp_path: Path) -> None:
+    ckpt = load_checkpoint(small_run)
+    slim = load_checkpoint(save_model_only(ckpt, tmp_path / "model"))
+    assert slim.state["format"] == 2 and slim.contract == ckpt.contract
+    with pytest.raises(CheckpointError, match="model-only"):
+        _trainer(tmp_path / "a", steps=60).restore(slim)
+    other = {"robot": "toy", "dt": 0.02, "joint_names": ["x"]}
+    with pytest.raises(CheckpointError, match=r"different control contract: dt: checkpoint 0.05 != requested 0.02"):
+        _trainer(tmp_path / "b", steps=60, contract=other).restore(ckpt)
+    adopted = _trainer(tmp_path / "c", steps=60)  # no contract given: the run keeps the checkpoint's
+    adopted.restore(ckpt)
+    assert adopted.step == 50 and load_checkpoint(adopted.checkpoint()).contract == ckpt.contract
+    plain = _trainer(tmp_path / "e", steps=1)
+    plain.train()
+    assert load_checkpoint(tmp_path / "e").contract is None
+
+
+def test_train_resume_from_a_corrupted_run_is_one_error_line(small_run: Path, tmp_path: Path) -> None:
+    run = Path(shutil.copytree(small_run, tmp_path / "run"))
+    ckpt = load_checkpoint(run).path
+    _edit_state(ckpt, _bump_step)
+    out = subprocess.run(
+        [sys.executable, "-m", "apps.train", f"resume={run}", "train.steps=80", "train.progress=false"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    errors = [line for line in out.stderr.splitlines() if line.startswith("wm-control-train: error:")]
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert len(errors) == 1 and str(ckpt / "state.json") in errors[0] and "modified after it was written" in errors[0]

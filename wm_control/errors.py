@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import numpy as np
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "ExportError",
     "InputError",
@@ -38,6 +39,12 @@ class ModelContractError(WmControlError):
 
 class ExportError(WmControlError):
     """Exporting or loading an exported artefact failed."""
+
+
+class CheckpointError(WmControlError):
+    """A checkpoint (or a model-only copy) is missing, truncated, corrupted or edited; the message
+    names the file and what is wrong with it.
+    """
 
 
 def check_range(

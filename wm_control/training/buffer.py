@@ -9,6 +9,7 @@ terminal flags ``(L,)`` per episode, where ``actions[t]`` was taken at ``obs[t]`
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from wm_control.errors import ConfigError, InputError, check_range
+from wm_control.errors import CheckpointError, ConfigError, InputError, check_range
 
 __all__ = ["Batch", "EpisodeBuffer"]
 
@@ -128,19 +129,55 @@ class EpisodeBuffer:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> EpisodeBuffer:
-        """Read a buffer written by ``save``."""
-        with np.load(Path(path), allow_pickle=False) as f:
-            capacity, obs_dim, action_dim, added = (int(v) for v in f["meta"])
-            buf = cls(capacity, obs_dim, action_dim)
-            o = a = 0
-            for L in f["lengths"]:
-                L = int(L)
-                buf._obs.append(f["obs"][o : o + L + 1].copy())
-                buf._act.append(f["action"][a : a + L].copy())
-                buf._rew.append(f["reward"][a : a + L].copy())
-                buf._term.append(f["terminated"][a : a + L].copy())
-                o += L + 1
-                a += L
-                buf._transitions += L
-            buf.episodes_added = added
+        """Read a buffer written by ``save``.
+
+        Raises:
+            CheckpointError: the file is missing, truncated, not an ``.npz`` of ``save``'s layout, or its
+                arrays disagree in size; the one-line message names the file.
+        """
+        path = Path(path)
+
+        def bad(what: str) -> CheckpointError:
+            return CheckpointError(f"checkpoint {path} {what}")
+
+        try:
+            # Each array is read once: indexing an NpzFile reads the member from the zip again every time.
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in _SAVED}
+        except FileNotFoundError:
+            raise bad("is missing; a resumable checkpoint needs its replay buffer") from None
+        except (OSError, ValueError, KeyError, EOFError, AttributeError, TypeError, zipfile.BadZipFile) as exc:
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise bad(f"cannot be read ({detail}): truncated or not a replay buffer") from None
+        meta, lengths = arrays["meta"], arrays["lengths"]
+        if meta.shape != (4,) or meta.dtype.kind != "i" or lengths.ndim != 1 or lengths.dtype.kind != "i":
+            raise bad("has malformed meta or lengths arrays: not a replay buffer written by EpisodeBuffer.save")
+        if (lengths < 0).any() or meta[0] < 1 or (meta[1:] < 0).any():
+            raise bad(f"has negative lengths or sizes (meta {meta.tolist()}): corrupted")
+        capacity, obs_dim, action_dim, added = (int(v) for v in meta)
+        steps, episodes = int(lengths.sum()), len(lengths)
+        expected = {
+            "obs": (steps + episodes, obs_dim),
+            "action": (steps, action_dim),
+            "reward": (steps,),
+            "terminated": (steps,),
+        }
+        for name, shape in expected.items():
+            if arrays[name].shape != shape:
+                raise bad(f"is inconsistent: {name} has shape {arrays[name].shape}, its lengths say {shape}")
+        buf = cls(capacity, obs_dim, action_dim)
+        o = a = 0
+        for L in lengths:
+            L = int(L)
+            buf._obs.append(arrays["obs"][o : o + L + 1].copy())
+            buf._act.append(arrays["action"][a : a + L].copy())
+            buf._rew.append(arrays["reward"][a : a + L].copy())
+            buf._term.append(arrays["terminated"][a : a + L].copy())
+            o += L + 1
+            a += L
+            buf._transitions += L
+        buf.episodes_added = added
         return buf
+
+
+_SAVED = ("lengths", "obs", "action", "reward", "terminated", "meta")

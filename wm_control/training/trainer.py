@@ -1,10 +1,13 @@
-"""Online TD-MPC2 training on any gymnasium env: collect, update, evaluate, checkpoint.
+"""Online TD-MPC2 training on any gymnasium env: the schedule that ties collection, updates,
+evaluation and checkpoints together.
 
 The loop follows the reference: ``seed_steps`` random actions (default ``max(1000, 5 L)``), then one
-pass of ``seed_steps`` updates, then plan-and-act with one update per env step. Evaluations (no
-exploration noise) and checkpoints happen at episode boundaries once their interval has passed, so
-a run resumed from a checkpoint continues exactly as if it had never stopped. ``Ctrl-C`` saves a
-checkpoint (the unfinished episode is dropped) before returning.
+pass of ``seed_steps`` updates, then plan-and-act with one update per env step. Episodes are run by
+``collect.collect_episode``, whose per-step callback runs the updates; what a checkpoint holds is
+assembled by ``checkpoint.training_state``. Evaluations (no exploration noise) and checkpoints happen
+at episode boundaries once their interval has passed, so a run resumed from a checkpoint continues
+exactly as if it had never stopped. ``Ctrl-C`` saves a checkpoint (the unfinished episode is dropped)
+before returning.
 """
 
 from __future__ import annotations
@@ -19,11 +22,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from wm_control.errors import check_range
-from wm_control.evaluation import EvalSummary, run_episode, summarize
+from wm_control.errors import CheckpointError, WmControlError, check_range
+from wm_control.evaluation import EvalSummary
 from wm_control.training.agent import TDMPC2, UPDATE_METRICS
 from wm_control.training.buffer import EpisodeBuffer
-from wm_control.training.checkpoint import Checkpoint, save_checkpoint
+from wm_control.training.checkpoint import (
+    Checkpoint,
+    TrainerState,
+    config_differences,
+    plain_json,
+    save_checkpoint,
+    training_state,
+)
+from wm_control.training.collect import collect_episode, evaluate_agent
 from wm_control.training.logger import RunLogger, plot_learning_curve
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "default_seed_steps"]
@@ -93,6 +104,9 @@ class Trainer:
         run_dir: output folder (metrics, tb, videos, checkpoints, curve.png).
         run_config: plain-data config of the whole run, stored in checkpoints.
         title: plot title (e.g. the task name).
+        contract: the control contract the model is trained under (robot, joint names, dt, observation
+            layout, action meaning and scaling; plain JSON data), stored in every checkpoint. ``restore``
+            refuses a checkpoint with a different one, and adopts the checkpoint's when this is None.
     """
 
     def __init__(
@@ -103,18 +117,21 @@ class Trainer:
         run_dir: str | Path,
         run_config: dict[str, Any],
         title: str = "",
+        contract: dict[str, Any] | None = None,
     ) -> None:
         self.cfg = cfg
         self.agent = agent
         self.run_dir = Path(run_dir)
         self.run_config = run_config
         self.title = title
+        # As it reads back from state.json, so restore compares like with like (tuples vs lists).
+        self.contract: dict[str, Any] | None = None if contract is None else plain_json(contract)
         self.env = env_factory(False)
         self._env_factory = env_factory
         self._eval_env: Any = None
-        obs_dim = int(np.prod(self.env.observation_space.shape))
+        self.obs_dim = int(np.prod(self.env.observation_space.shape))
         self.action_dim = int(np.prod(self.env.action_space.shape))
-        self.buffer = EpisodeBuffer(min(cfg.buffer_size, cfg.steps), obs_dim, self.action_dim)
+        self.buffer = EpisodeBuffer(min(cfg.buffer_size, cfg.steps), self.obs_dim, self.action_dim)
         self.rng = np.random.default_rng(cfg.seed)
         self.seed_steps = cfg.seed_steps if cfg.seed_steps is not None else default_seed_steps(agent.episode_length)
         self.step = 0
@@ -129,19 +146,11 @@ class Trainer:
         """Save agent, buffer, counters and RNG states to ``run_dir/checkpoints/step_<N>``."""
         tensors = self.agent.state_tensors()
         tensors["torch_rng"] = torch.get_rng_state()
-        state = {
-            "config": self.run_config,
-            "agent": self.agent.state_meta(),
-            "trainer": {
-                "step": self.step,
-                "episode": self.episode,
-                "next_eval": None if math.isinf(self.next_eval) else self.next_eval,
-                "next_checkpoint": None if math.isinf(self.next_checkpoint) else self.next_checkpoint,
-                "elapsed_s": self.elapsed_s,
-                "rng": self.rng.bit_generator.state,
-            },
-            "versions": {"torch": torch.__version__, "numpy": np.__version__},
-        }
+        rng_state = dict(self.rng.bit_generator.state)
+        counters = TrainerState(
+            self.step, self.episode, self.next_eval, self.next_checkpoint, self.elapsed_s, rng_state
+        )
+        state = training_state(self.run_config, self.agent.state_meta(), counters, self.contract)
         root = self.run_dir / "checkpoints"
         path = save_checkpoint(root, f"step_{self.step:09d}", tensors, state, self.buffer.save)
         kept = sorted(p for p in root.glob("step_*") if p.is_dir())
@@ -150,42 +159,57 @@ class Trainer:
         return path
 
     def restore(self, ckpt: Checkpoint) -> None:
-        """Continue from a checkpoint of this run (same config)."""
-        self.agent.load_state(ckpt.tensors, ckpt.state["agent"])
-        torch.set_rng_state(ckpt.tensors["torch_rng"])
-        t = ckpt.state["trainer"]
-        self.step, self.episode, self.elapsed_s = int(t["step"]), int(t["episode"]), float(t["elapsed_s"])
-        self.next_eval = math.inf if t["next_eval"] is None or not self.cfg.eval_freq else int(t["next_eval"])
-        self.next_checkpoint = math.inf if t["next_checkpoint"] is None else int(t["next_checkpoint"])
-        self.rng.bit_generator.state = t["rng"]
-        self.buffer = EpisodeBuffer.load(ckpt.buffer_path)
+        """Continue from a checkpoint of this run (same config).
+
+        The counters, the numpy RNG state and the buffer are read and checked before anything changes.
+
+        Raises:
+            CheckpointError: ``ckpt`` is model-only, was trained under a different contract, or its
+                counters, RNG states or buffer are malformed or do not fit this trainer.
+        """
+        if ckpt.model_only:
+            raise CheckpointError(f"checkpoint {ckpt.path} is a model-only copy (no optimiser state, no replay buffer)")
+        if self.contract is not None and ckpt.contract is not None and ckpt.contract != self.contract:
+            diffs = "; ".join(config_differences(ckpt.contract, self.contract))
+            raise CheckpointError(
+                f"checkpoint {ckpt.path / 'state.json'} was trained under a different control contract: {diffs}"
+            )
+        counters = ckpt.trainer_state
+        buffer = EpisodeBuffer.load(ckpt.buffer_path)
+        if (buffer.obs_dim, buffer.action_dim) != (self.obs_dim, self.action_dim):
+            raise CheckpointError(
+                f"checkpoint {ckpt.buffer_path} holds (obs, action) sizes {(buffer.obs_dim, buffer.action_dim)}; "
+                f"this env has {(self.obs_dim, self.action_dim)}"
+            )
+        rng = np.random.default_rng(0)  # validates the stored state before the trainer's generator takes it
+        try:
+            rng.bit_generator.state = counters.rng
+            torch_rng = ckpt.tensors["torch_rng"]
+            self.agent.load_state(ckpt.tensors, ckpt.state["agent"])
+            torch.set_rng_state(torch_rng)
+        except WmControlError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            detail = " ".join(str(exc).split())
+            raise CheckpointError(
+                f"checkpoint {ckpt.path} does not fit this trainer ({type(exc).__name__}: {detail})"
+            ) from None
+        self.step, self.episode, self.elapsed_s = counters.step, counters.episode, counters.elapsed_s
+        self.next_eval = counters.next_eval if self.cfg.eval_freq else math.inf
+        self.next_checkpoint = counters.next_checkpoint
+        self.rng.bit_generator.state = rng.bit_generator.state
+        self.buffer = buffer
         self.buffer.capacity = min(self.cfg.buffer_size, self.cfg.steps)  # train.steps may have grown
+        if self.contract is None:
+            self.contract = ckpt.contract  # later checkpoints of the run keep the contract it was trained under
 
     # --- evaluation -----------------------------------------------------------------------------------
     def evaluate(self, episodes: int, video: bool) -> EvalSummary:
         """Evaluation episodes (no exploration noise); the first is recorded when ``video``."""
         if self._eval_env is None:
             self._eval_env = self._env_factory(self.cfg.save_video)
-        env, first = self._eval_env, [True]
-
-        def policy(obs: np.ndarray) -> np.ndarray:
-            a = self.agent.act(obs, t0=first[0], eval_mode=True)
-            first[0] = False
-            return a
-
-        def reset() -> None:
-            first[0] = True
-
-        results = []
-        for k in range(episodes):
-            seed = 1_000_000 + k  # fixed eval episodes: comparable across evaluations and runs
-            results.append(run_episode(env, policy, seed=seed, render=video and k == 0, reset_policy=reset))
-        if video and results[0].frames:
-            from wm_control.video import write_video
-
-            fps = env.metadata.get("render_fps", 30)
-            write_video(self.run_dir / "videos" / f"eval_step_{self.step:09d}.mp4", results[0].frames, fps)
-        return summarize(results)
+        path = self.run_dir / "videos" / f"eval_step_{self.step:09d}.mp4" if video else None
+        return evaluate_agent(self._eval_env, self.agent, episodes, path)
 
     # --- training loop -------------------------------------------------------------------------------
     def train(self, logger: RunLogger | None = None) -> TrainResult:
@@ -197,6 +221,19 @@ class Trainer:
         metrics: dict[str, float] = dict.fromkeys(UPDATE_METRICS, float("nan"))
         ckpt_path: Path | None = None
         interrupted = False
+
+        def on_step(t: int) -> None:
+            # After env step ``self.step``: the seed_steps updates once, then one per step. The replay
+            # draws interleave with the random actions' draws from the same generator (reproducibility).
+            nonlocal metrics
+            if self.step >= self.seed_steps and self.buffer.num_episodes:
+                for _ in range(self.seed_steps if self.step == self.seed_steps else 1):
+                    batch = self.buffer.sample(agent.cfg.batch_size, agent.horizon, self.rng, agent.device)
+                    metrics = agent.update(batch)
+            self.step += 1
+            if bar is not None:
+                bar.update(1)
+
         try:
             while self.step < cfg.steps:
                 if self._maybe_evaluate(logger, t_start):
@@ -205,42 +242,18 @@ class Trainer:
                     self.elapsed_s = time.perf_counter() - t_start
                     ckpt_path = self.checkpoint()
                     self.next_checkpoint += cfg.checkpoint_freq
-                obs, _ = self.env.reset(seed=int(self.rng.integers(0, 2**31 - 1)))
-                ep_obs: list[np.ndarray] = [obs]
-                ep_act: list[np.ndarray] = []
-                ep_rew: list[float] = []
-                ep_term: list[bool] = []
-                info: dict[str, Any] = {}
-                done = False
-                while not done:
-                    if self.step > self.seed_steps:
-                        action = agent.act(obs, t0=len(ep_act) == 0)
-                    else:
-                        action = self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
-                    obs, reward, terminated, truncated, info = self.env.step(action)
-                    ep_obs.append(obs)
-                    ep_act.append(action)
-                    ep_rew.append(reward)
-                    ep_term.append(terminated)
-                    done = terminated or truncated or self.step + 1 >= cfg.steps
-                    if self.step >= self.seed_steps and self.buffer.num_episodes:
-                        n = self.seed_steps if self.step == self.seed_steps else 1
-                        for _ in range(n):
-                            batch = self.buffer.sample(agent.cfg.batch_size, agent.horizon, self.rng, agent.device)
-                            metrics = agent.update(batch)
-                    self.step += 1
-                    if bar is not None:
-                        bar.update(1)
-                self.buffer.add(np.array(ep_obs), np.array(ep_act), np.array(ep_rew), np.array(ep_term))
+                seed = int(self.rng.integers(0, 2**31 - 1))
+                episode = collect_episode(self.env, self._act, seed, cfg.steps - self.step, on_step)
+                self.buffer.add(episode.obs, episode.actions, episode.rewards, episode.terminated)
                 self.episode += 1
                 now = time.perf_counter()
                 sps = (self.step - steps_window) / max(now - t_window, 1e-9)
                 t_window, steps_window = now, self.step
                 row = {
                     "episode": self.episode,
-                    "episode_return": float(np.sum(ep_rew)),
-                    "episode_length": len(ep_act),
-                    "episode_success": float(bool(info.get("is_success", False))),
+                    "episode_return": episode.episode_return,
+                    "episode_length": episode.length,
+                    "episode_success": float(bool(episode.info.get("is_success", False))),
                     "steps_per_s": sps,
                     "elapsed_s": now - t_start,
                     **metrics,
@@ -260,6 +273,12 @@ class Trainer:
         self.elapsed_s = time.perf_counter() - t_start
         ckpt_path = self.checkpoint()
         return TrainResult(self.step, self.episode, self.elapsed_s, interrupted, self.last_eval, ckpt_path)
+
+    def _act(self, obs: np.ndarray, t: int) -> np.ndarray:
+        """Uniform random actions up to and including step ``seed_steps``, then the agent's plan."""
+        if self.step > self.seed_steps:
+            return self.agent.act(obs, t0=t == 0)
+        return self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
 
     def _maybe_evaluate(self, logger: RunLogger | None, t_start: float, final: bool = False) -> bool:
         if not (self.step >= self.next_eval or (final and self.cfg.eval_freq)):
