@@ -1,17 +1,20 @@
 """Collect the evaluation curves of DMC training runs into one CSV and plot.
 
-    python bench/dmc_curve.py --task cartpole-swingup --runs runs/dmc/cartpole-swingup/<a> [...]
+    python bench/dmc_curve.py --task cartpole-swingup --runs runs/dmc/cartpole-swingup/<a> [...] [--no-write]
 
 Writes docs/results/dmc_<task>.csv (columns step,return,seed; ``step`` in agent steps, each action
 repeated twice as in TD-MPC2) and docs/results/dmc_<task>.png, with the TD-MPC2 paper's 100k-step
-result for reference when known.
+result for reference when known. Stdout is exactly a JSON summary (task, runs, the curve's rows and
+the files written); with ``--no-write`` nothing is written and the JSON is the only output.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
+import sys
 from pathlib import Path
 
 import yaml
@@ -26,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", required=True, help="DMC task name without the dmc/ prefix")
     parser.add_argument("--runs", nargs="+", required=True, help="run folders")
+    parser.add_argument("--no-write", action="store_true", help="print the JSON only; leave docs/results alone")
     args = parser.parse_args()
     rows = []
     notes = []
@@ -53,8 +57,19 @@ def main() -> None:
                     }
                 )
     rows.sort(key=lambda r: (r["seed"], r["step"]))
+    out_csv, out_png = RESULTS / f"dmc_{args.task}.csv", RESULTS / f"dmc_{args.task}.png"
+    payload = {
+        "benchmark": "dmc_curve",
+        "task": f"dmc/{args.task}",
+        "runs": notes,
+        "paper_100k": PAPER_100K.get(args.task),
+        "files": [] if args.no_write else [str(out_csv), str(out_png)],
+        "rows": rows,
+    }
+    if args.no_write:
+        print(json.dumps(payload, indent=2))
+        return
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out_csv = RESULTS / f"dmc_{args.task}.csv"
     with open(out_csv, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["step", "return", "seed"])
         w.writeheader()
@@ -80,8 +95,10 @@ def main() -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(RESULTS / f"dmc_{args.task}.png")
-    print(f"wrote {out_csv} ({len(rows)} rows) and dmc_{args.task}.png; " + "; ".join(notes))
+    fig.savefig(out_png)
+    # Progress on stderr: stdout is exactly the JSON.
+    print(f"wrote {out_csv} ({len(rows)} rows) and {out_png.name}; " + "; ".join(notes), file=sys.stderr)
+    print(json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Evaluate a trained fr3-reach run over 50 seeded episodes and record it with how it was trained.
 
-    python bench/fr3_reach_eval.py --run runs/fr3-reach/<date> [--episodes 50] [--out fr3_reach_eval.json]
+    python bench/fr3_reach_eval.py --run runs/fr3-reach/<date> [--episodes 50] [--out fr3_reach_eval.json] [--no-write]
 
 Writes docs/results/<out> with success_rate, episodes, time_to_target_median_s, env_steps,
-train_wall_s, preset, planner (and the scripted controller's time to target for comparison).
+train_wall_s, preset, planner (and the scripted controller's time to target for comparison) and prints
+it; with ``--no-write`` only prints it. Stdout is exactly the JSON.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="fr3_reach_eval.json")
+    parser.add_argument("--no-write", action="store_true", help="print the JSON only; leave docs/results alone")
     args = parser.parse_args()
     ckpt = load_checkpoint(args.run)
     if ckpt.config["task"]["name"] != "fr3-reach":
@@ -67,7 +69,10 @@ def main() -> None:
         "seeds": res["seeds"],
         "machine": machine_info(),
     }
-    write_result(args.out, payload)
+    if args.no_write:
+        print(json.dumps(payload, indent=2))
+    else:
+        write_result(args.out, payload)
 
 
 if __name__ == "__main__":

@@ -2,15 +2,17 @@
 for the 1M, 5M and small presets, as matmul FLOP/s over the fp32 GEMM throughput measured in the
 same process, plus env steps/s of the training loop.
 
-    python bench/train_speed.py [--threads 2] [--repeats 15]
+    python bench/train_speed.py [--threads 2] [--repeats 15] [--no-write]
 
 Writes docs/results/train_speed.json: per preset act/update medians (ms), efficiencies and
-env_steps_per_s; top-level gemm_gflops and machine; and the ablations (what each optimisation gave).
+env_steps_per_s; top-level gemm_gflops and machine; and the ablations (what each optimisation gave);
+and prints it. With ``--no-write`` it only prints it. Stdout is exactly the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -23,7 +25,8 @@ from _common import gemm_gflops, machine_info, stats_ms, write_result
 import sim
 from wm_control import native
 from wm_control.model.config import model_config
-from wm_control.planning.mppi import MppiConfig, plan_flops
+from wm_control.planning.config import MppiConfig
+from wm_control.planning.mppi import plan_flops
 from wm_control.training.agent import TDMPC2, AgentConfig, update_flops
 from wm_control.training.buffer import EpisodeBuffer
 
@@ -65,9 +68,10 @@ def bench_preset(preset: str, repeats: int) -> dict:
     }
 
 
-# How fr3-reach is trained (configs/task/fr3-reach.yaml, README): the small preset with the
-# termination head, planning at its training budget, 128 x 3 (it is deployed at 128 x 2).
-FR3_REACH_PLANNER = MppiConfig(num_samples=128, iterations=3, horizon=3, num_elites=16, num_pi_trajs=6)
+# How fr3-reach is trained: the small preset with the termination head, planning at the training budget
+# of its task registry entry (sim/tasks/reach.py).
+FR3_REACH = sim.get_task("fr3-reach")
+FR3_REACH_PLANNER = MppiConfig(**FR3_REACH.planner)
 
 
 def training_loop_steps_per_s(
@@ -98,6 +102,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--loop-steps", type=int, default=60)
+    parser.add_argument("--no-write", action="store_true", help="print the JSON only; leave docs/results alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -113,7 +118,7 @@ def main() -> None:
     presets = {p: bench_preset(p, args.repeats) for p in ("small", "1M", "5M")}
     for p in ("small", "1M"):
         presets[p]["env_steps_per_s"] = training_loop_steps_per_s(p, args.loop_steps)
-    fr3_reach_sps = training_loop_steps_per_s("small", args.loop_steps, FR3_REACH_PLANNER, episodic=True)
+    fr3_reach_sps = training_loop_steps_per_s("small", args.loop_steps, FR3_REACH_PLANNER, episodic=FR3_REACH.episodic)
     gemm_after = gemm_gflops()
     gemm = float(np.median([gemm_before, gemm_after]))
 
@@ -180,7 +185,10 @@ def main() -> None:
         "update_ms": 210,
     }
     out["machine"] = machine_info()
-    write_result("train_speed.json", out)
+    if args.no_write:
+        print(json.dumps(out, indent=2))
+    else:
+        write_result("train_speed.json", out)
 
 
 if __name__ == "__main__":

@@ -3,17 +3,23 @@ receive stays inside its position, velocity, acceleration and jerk limits."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wm_control.chunking import ChunkConfig, ChunkGenerator
-from wm_control.errors import ConfigError, InputError
+from wm_control.chunking import ChunkConfig, ChunkGenerator, CommandState
+from wm_control.errors import ConfigError, InputError, WmControlError
 from wm_control.robot import FR3, velocity_bounds
 from wm_control.trajectory import sample_hermite
 
 H = 0.001  # servo period
+# Floating-point rounding of positions near 3 rad, far below any physical meaning [rad].
+ROUNDING = 1e-9
 
 
 def _rollout(gen: ChunkGenerator, q0: np.ndarray, actions: np.ndarray, drop: np.ndarray) -> np.ndarray:
@@ -61,7 +67,54 @@ def test_any_action_sequence_respects_limits(seed: int, fraction: float, pattern
     else:  # full speed one way, then the other
         actions = np.where((np.arange(n) // 40 % 2 == 0)[:, None], 1.0, -1.0) * np.ones((n, 7))
     drop = rng.random(n) < 0.03
-    _assert_within_limits(_rollout(gen, q0, actions, drop), margin=0.025)
+    _assert_within_limits(_rollout(gen, q0, actions, drop), margin=gen.config.position_margin - ROUNDING)
+
+
+def _adversarial_actions(rng: np.random.Generator, n: int, kind: int) -> np.ndarray:
+    """Action sequences that push joints into their limits: uniform, bang-bang, held, and bang-bang
+    with random dwell times (pushing, releasing and reversing next to a limit).
+    """
+    if kind == 0:
+        return rng.uniform(-1, 1, (n, 7))
+    if kind == 1:
+        return rng.choice([-1.0, 1.0], (n, 7))
+    if kind == 2:
+        return np.tile(rng.choice([-1.0, 1.0], 7), (n, 1))
+    out = np.empty((n, 7))
+    for j in range(7):
+        k = 0
+        while k < n:
+            dwell = int(rng.integers(1, 15))
+            out[k : k + dwell, j] = rng.choice([1.0, -1.0, 0.0, rng.uniform(-1, 1)], p=[0.45, 0.3, 0.15, 0.1])
+            k += dwell
+    return out
+
+
+@pytest.mark.parametrize("fraction", [0.3, 1.0])  # fr3-reach's setting and the full velocity range
+def test_position_margin_holds_in_every_chunk_and_between_knots(fraction: float) -> None:
+    """Every chunk, knots and the 1 kHz interpolation between them, keeps ``position_margin`` from the
+    position limits; any chunk may run to its end (missed ticks), so the whole chunk counts. Starts at
+    rest next to the margin (or anywhere) and drives joints into the limits.
+    """
+    gen = ChunkGenerator(FR3, ChunkConfig(velocity_fraction=fraction), 0.02)
+    lim, margin = FR3.limits, gen.config.position_margin
+    rng = np.random.default_rng(2024)
+    times = H * np.arange(1, gen.num_knots * round(gen.dt / H) + 1)
+    closest = np.inf
+    for seq in range(60):
+        side = rng.choice(3, 7)  # next to the lower margin, next to the upper one, anywhere
+        q0 = np.select(
+            [side == 0, side == 1],
+            [lim.q_min + margin + rng.uniform(0, 0.4, 7), lim.q_max - margin - rng.uniform(0, 0.4, 7)],
+            rng.uniform(lim.q_min + margin, lim.q_max - margin),
+        )
+        state = gen.rest(q0)
+        for action in _adversarial_actions(rng, 60, seq % 4):
+            res = gen.generate(state, action)
+            q = np.concatenate([res.chunk.positions, sample_hermite(state.q, state.dq, res.chunk, times).q])
+            closest = min(closest, float(np.min(np.minimum(q - lim.q_min, lim.q_max - q))))
+            state = res.next_state
+    assert closest >= margin - ROUNDING, f"came {closest * 1e3:.3f} mrad from a limit; margin {margin * 1e3} mrad"
 
 
 def test_chunks_end_at_rest_and_have_fixed_length() -> None:
@@ -104,6 +157,86 @@ def test_bad_actions_are_rejected_by_name() -> None:
         gen.generate(s, np.array([0, 0, np.nan, 0, 0, 0, 0.0]))
     with pytest.raises(InputError, match=r"action\[4\] \(fr3_joint5\) = 1.5 is outside \[-1, 1\]"):
         gen.generate(s, np.array([0, 0, 0, 0, 1.5, 0, 0.0]))
+    # Barely outside: the message shows the digits that put it outside.
+    with pytest.raises(InputError, match=r"action\[2\] \(fr3_joint3\) = 1.000002 is outside \[-1, 1\]"):
+        gen.generate(s, np.array([0, 0, 1 + 2e-6, 0, 0, 0, 0.0]))
+
+
+def test_bad_states_are_rejected_by_field_and_joint() -> None:
+    gen = ChunkGenerator(FR3, ChunkConfig(), 0.02)
+    q, zero = FR3.start_q.copy(), np.zeros(7)
+    nan = np.where(np.arange(7) == 2, np.nan, 0.0)
+    for field, state in (
+        ("q", CommandState(q + nan, zero, zero)),
+        ("dq", CommandState(q, nan, zero)),
+        ("ddq", CommandState(q, zero, nan)),
+    ):
+        with pytest.raises(InputError, match=rf"state\.{field} contains NaN or inf at fr3_joint3"):
+            gen.generate(state, zero)
+    fast = np.where(np.arange(7) == 4, 6.0, 0.0)  # joint 5's limit is 5.26 rad/s
+    with pytest.raises(InputError, match=r"state\.dq\[4\] \(fr3_joint5\) = 6.0 rad/s is outside \[-5.26"):
+        gen.generate(CommandState(q, fast, zero), zero)
+    with pytest.raises(InputError, match=r"state\.ddq\[0\] \(fr3_joint1\) = -9.0 rad/s\^2 is outside \[-8.0"):
+        gen.generate(CommandState(q, zero, np.where(np.arange(7) == 0, -9.0, 0.0)), zero)
+    with pytest.raises(InputError, match=r"state\.ddq has shape \(6,\); expected \(7,\)"):
+        gen.generate(CommandState(q, zero, np.zeros(6)), zero)
+
+
+def test_a_nan_state_is_rejected_under_python_O() -> None:
+    """With assertions compiled out a NaN state once looped forever; the check does not use assert."""
+    code = (
+        "import numpy as np\n"
+        "from wm_control.chunking import ChunkConfig, ChunkGenerator, CommandState\n"
+        "from wm_control.errors import InputError\n"
+        "from wm_control.robot import FR3\n"
+        "gen = ChunkGenerator(FR3, ChunkConfig(), 0.02)\n"
+        "dq = np.zeros(7); dq[1] = np.nan\n"
+        "try:\n"
+        "    gen.generate(CommandState(FR3.start_q, dq, np.zeros(7)), np.zeros(7))\n"
+        "except InputError as exc:\n"
+        "    print(exc)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "state.dq contains NaN or inf at fr3_joint2" in out.stdout
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    fraction=st.sampled_from([0.1, 0.3, 1.0]),
+    servo=st.sampled_from([0.001, 0.002]),
+    extreme=st.booleans(),
+)
+def test_every_valid_state_brakes_to_rest_within_the_chunk(
+    seed: int, fraction: float, servo: float, extreme: bool
+) -> None:
+    """From any finite state inside the limits (velocity up to dq_max, acceleration up to the budget,
+    position anywhere in range), the chunk ends at rest within ``num_knots``: the brake's bounded loop
+    never runs out.
+    """
+    gen = ChunkGenerator(FR3, ChunkConfig(velocity_fraction=fraction), 0.02, servo_period=servo)
+    lim, A = FR3.limits, gen.max_acceleration
+    rng = np.random.default_rng(seed)
+    q = rng.uniform(lim.q_min, lim.q_max)
+    if extreme:  # the corners: full speed while still accelerating, either way
+        dq, ddq = rng.choice([-1.0, 1.0], 7) * lim.dq_max, rng.choice([-1.0, 1.0], 7) * A
+    else:
+        dq, ddq = rng.uniform(-1, 1, 7) * lim.dq_max, rng.uniform(-1, 1, 7) * A
+    res = gen.generate(CommandState(q, dq, ddq), rng.uniform(-1, 1, 7))
+    assert res.chunk.positions.shape == (gen.num_knots, 7)
+    assert np.all(res.chunk.velocities[-1] == 0.0)
+    assert np.all(np.isfinite(res.chunk.positions))
+
+
+def test_a_brake_that_cannot_stop_in_time_raises_a_named_error() -> None:
+    """The brake's loop is bounded; were its knot budget too small it would say so (not assert)."""
+    gen = ChunkGenerator(FR3, ChunkConfig(velocity_fraction=1.0), 0.02)
+    gen._brake_knots = 5  # noqa: SLF001 - shrink the budget that valid states never exhaust
+    state = CommandState(FR3.start_q, 0.9 * FR3.limits.dq_max, np.zeros(7))
+    with pytest.raises(WmControlError, match=r"brake did not stop within 5 knots"):
+        gen.generate(state, np.ones(7))
 
 
 def test_bad_configs_are_rejected_by_name() -> None:
@@ -113,3 +246,18 @@ def test_bad_configs_are_rejected_by_name() -> None:
         ChunkGenerator(FR3, ChunkConfig(), 0.0205)
     with pytest.raises(ConfigError, match="expected 1 or 7"):
         ChunkGenerator(FR3, ChunkConfig(velocity_fraction=(0.5, 0.5)), 0.02)
+
+
+def test_the_servo_period_comes_from_the_layer_that_runs_the_chunks() -> None:
+    """The robot's control cycle by default, the simulator's timestep when it passes one; a chunk
+    config that claims another period is refused, and the generator records the one it shapes for.
+    """
+    gen = ChunkGenerator(FR3, ChunkConfig(), 0.02)
+    assert gen.servo_period == FR3.servo_period and gen.config.servo_period == FR3.servo_period
+    slow = ChunkGenerator(FR3, ChunkConfig(), 0.02, servo_period=0.002)
+    assert slow.config.servo_period == 0.002
+    # The jerk bound: an acceleration step at a knot happens within one servo period.
+    assert slow.max_acceleration_step == pytest.approx(2 * gen.max_acceleration_step)
+    with pytest.raises(ConfigError, match=r"ChunkConfig.servo_period=0.002 s differs from .* \(0.001 s\)"):
+        ChunkGenerator(FR3, ChunkConfig(servo_period=0.002), 0.02)
+    ChunkGenerator(FR3, ChunkConfig(servo_period=0.001), 0.02)  # a claim that holds

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import pytest
+from dm_control import suite
+from dm_control.suite.wrappers import action_scale
+from gymnasium.utils.env_checker import check_env
 
 import sim
+from sim.tasks.dmc import DMC_TASKS
 from wm_control.errors import ConfigError, InputError, WmControlError
 from wm_control.robot import FR3
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ALL_TASKS = sim.list_tasks()
 # Reward range per step, per task family.
@@ -64,6 +78,129 @@ def test_task_conformance(name: str) -> None:
         env.close()
 
 
+@pytest.mark.parametrize("name", ALL_TASKS)
+def test_every_registered_env_passes_gymnasiums_env_checker(name: str) -> None:
+    """``gymnasium.utils.env_checker.check_env`` on the env behind every registered gym id, all of
+    them (about 0.1 s each): spaces, seeded reset, step determinism (infos included: no NaN that
+    compares unequal to itself) and returned-data reuse. Rendering is covered by the conformance test.
+    Its only tolerated warnings are the ones about our deliberately unbounded observation spaces.
+    """
+    assert sim.get_task(name).gym_id in gym.registry
+    env = sim.make(name)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            check_env(env, skip_render_check=True)
+        unexpected = [str(w.message) for w in caught if "infinity" not in str(w.message)]
+        assert not unexpected, unexpected
+    finally:
+        env.close()
+
+
+def test_time_to_target_is_reported_once_the_task_succeeds() -> None:
+    """Absent while the target has not been reached (never NaN), the success time [s] once it has."""
+    env = sim.make("fr3-reach", task={"success_radius": 0.5, "rest_speed": 2.0})  # succeeds at once
+    _, info = env.reset(seed=0)
+    assert info["is_success"] and info["time_to_target"] == 0.0
+    env = sim.make("fr3-reach", task={"success_radius": 1e-6})  # never succeeds
+    _, info = env.reset(seed=0)
+    _, _, _, _, info = env.step(np.zeros(7, dtype=np.float32))
+    assert not info["is_success"] and "time_to_target" not in info
+
+
+@pytest.mark.parametrize("name", ["cartpole-swingup", "cup-catch", "quadruped-walk"])
+def test_dmc_adapter_steps_exactly_like_the_suite(name: str) -> None:
+    """Bit-for-bit the suite's observations and rewards, for the same float32 actions in [-1, 1]
+    (rescaled in float64 by dm_control's own action_scale wrapper where the bounds differ: quadruped).
+    """
+    domain, task = DMC_TASKS[name]
+    seed, steps = 11, 50
+    env = sim.make(f"dmc/{name}")
+    # The adapter's episode: an unlimited suite task whose random state is reseeded by reset(seed).
+    raw = suite.load(domain, task, task_kwargs={"random": seed, "time_limit": float("inf")})
+    spec = raw.action_spec()
+    if np.any(spec.minimum != -1.0) or np.any(spec.maximum != 1.0):
+        raw = action_scale.Wrapper(raw, minimum=-1.0, maximum=1.0)
+    obs, _ = env.reset(seed=seed)
+    ts = raw.reset()
+
+    def flat(observation: dict[str, np.ndarray]) -> np.ndarray:
+        return np.concatenate([np.asarray(v, dtype=np.float32).reshape(-1) for v in observation.values()])
+
+    np.testing.assert_array_equal(obs, flat(ts.observation))
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        action = rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+        obs, reward, *_ = env.step(action)
+        expected = 0.0
+        for _ in range(env.config.action_repeat):
+            ts = raw.step(action.astype(np.float64))
+            expected += float(ts.reward)
+        np.testing.assert_array_equal(obs, flat(ts.observation))
+        assert reward == expected
+    env.close()
+
+
+def test_an_env_that_rendered_and_was_not_closed_exits_cleanly() -> None:
+    """The renderer's GL context is freed before EGL shuts down, without close()."""
+    code = (
+        "import sim\n"
+        "env = sim.make('fr3-reach', render_mode='rgb_array')\n"
+        "env.reset(seed=0)\n"
+        "assert env.render().shape == (240, 320, 3)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "MUJOCO_GL": "egl"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
+
+
+def _bench(script: str, *args: str) -> dict[str, Any]:
+    """Run ``bench/<script> ... --no-write``; its stdout must be exactly one JSON document."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args, "--no-write"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env={**os.environ, "MUJOCO_GL": "egl"},
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"{script} printed {c}, not JSON"))
+
+
+def test_benchmarks_print_json_without_writing_results() -> None:
+    """``--no-write`` prints the payload as JSON on stdout (nothing else there) and writes nothing."""
+    results = ROOT / "docs" / "results"
+    before = {p: p.stat().st_mtime_ns for p in results.glob("*")} if results.exists() else {}
+    assert _bench("fr3_reach_scripted.py", "--episodes", "1")["episodes"] == 1
+    assert _bench("sim_speed.py", "--seconds", "0.1")["benchmark"] == "sim_speed"
+    after = {p: p.stat().st_mtime_ns for p in results.glob("*")} if results.exists() else {}
+    assert after == before
+
+
+def test_dmc_curve_prints_json_without_writing_results(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "metrics").mkdir(parents=True)
+    config = {
+        "task": {"name": "dmc/cartpole-swingup", "env": {"action_repeat": 2}},
+        "train": {"seed": 3},
+        "planner": {"num_samples": 512, "iterations": 6, "horizon": 3},
+        "model": {"preset": "5M"},
+    }
+    (run / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+    (run / "metrics" / "eval.csv").write_text("step,return_mean\n1000,120.5\n2000,250.0\n")
+    payload = _bench("dmc_curve.py", "--task", "cartpole-swingup", "--runs", str(run))
+    assert payload["rows"] == [{"step": 1000, "return": 120.5, "seed": 3}, {"step": 2000, "return": 250.0, "seed": 3}]
+    assert payload["files"] == []
+
+
 def test_gymnasium_ids_are_registered() -> None:
     env = gym.make("wm_control/FR3Reach-v0")
     obs, _ = env.reset(seed=0)
@@ -99,17 +236,26 @@ def test_bad_actions_are_rejected() -> None:
         env.step(np.full(7, np.nan, dtype=np.float32))
     with pytest.raises(InputError, match=r"outside \[-1, 1\]"):
         env.step(np.full(7, 2.0, dtype=np.float32))
+    # Barely outside: enough digits to show why (float32(1 + 2e-6) = 1.0000020265579224).
+    with pytest.raises(InputError, match=r"action\[0\] \(fr3_joint1\) = 1\.000002\d* is outside \[-1, 1\]"):
+        env.step(np.full(7, 1 + 2e-6, dtype=np.float32))
     dmc = sim.make("dmc/cartpole-swingup")
     dmc.reset(seed=0)
-    with pytest.raises(InputError, match="outside"):
+    with pytest.raises(InputError, match=r"action\[0\] = 3\.0 is outside \[-1, 1\]"):
         dmc.step(np.array([3.0], dtype=np.float32))
+    with pytest.raises(InputError, match=r"action\[0\] = 1\.000002\d* is outside \[-1, 1\]"):
+        dmc.step(np.array([1 + 2e-6], dtype=np.float32))
+    with pytest.raises(InputError, match=r"action contains NaN or inf at index 0"):
+        dmc.step(np.array([np.nan], dtype=np.float32))
 
 
 def test_bad_configs_are_rejected_by_name() -> None:
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['dtt'\] in env; valid keys"):
         sim.make("fr3-reach", env={"dtt": 0.02})
-    with pytest.raises(ConfigError, match="whole number of milliseconds"):
+    with pytest.raises(ConfigError, match=r"env: dt=0.0155 must be a whole multiple of servo_period=0.001"):
         sim.make("fr3-reach", env={"dt": 0.0155})
+    with pytest.raises(ConfigError, match=r"env: ChunkConfig.servo_period=0.002 s differs from .* \(0.001 s\)"):
+        sim.make("fr3-reach", env={"chunk": {"servo_period": 0.002}})  # the MJCF timestep owns the servo rate
     with pytest.raises(ConfigError, match=r"env.chunk.velocity_fraction|velocity_fraction\[0\]"):
         sim.make("fr3-reach", env={"chunk": {"velocity_fraction": 2.0}})
     with pytest.raises(ConfigError, match=r"target_low\[2\]=0.6 exceeds target_high\[2\]=0.5"):

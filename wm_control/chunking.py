@@ -9,22 +9,33 @@ violates the robot's limits, whatever the action sequence:
 - at a knot the acceleration changes by at most ``D = jerk_fraction * dddq_max * servo_period``,
   i.e. the jerk the 1 kHz layer sees stays below the jerk limit;
 - the velocity target is bounded by the robot's (position-dependent) velocity limits and by a
-  braking curve that stops the command ``position_margin`` short of every position limit;
+  braking curve that slows the command down as it nears ``position_margin`` from a position limit;
+- every knot is a state from which the chunk's brake (the jerk-limited stop at full deceleration
+  that ends each chunk) stops ``position_margin`` short of every position limit, knots and the
+  interpolated command between them included. The braking curve is a velocity bound and cannot
+  promise this alone: a joint still accelerating towards a limit keeps gaining speed while the jerk
+  limit ramps its acceleration down, so an acceleration whose brake would cross the margin is moved
+  towards braking (the brake itself always qualifies: it continues the previous chunk's brake);
 - with ``brake_to_rest`` every chunk ends at rest, so a planner that misses ticks makes the arm
   decelerate smoothly instead of tripping a reflex when the trajectory ends.
 
 The velocity target is approached as fast as those limits allow, without overshoot: the acceleration
 is chosen so that ramping it back to zero at the jerk limit lands exactly on the target.
+
+The position guarantee holds from any state whose brake keeps the margin, e.g. ``rest(q)`` with ``q``
+at least ``position_margin`` inside the limits, up to floating-point rounding (nanoradians). From a
+state that starts inside the margin the command never moves closer to the limit than its brake would.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from wm_control.errors import ConfigError, InputError, check_finite, check_range
+from wm_control.errors import ConfigError, InputError, WmControlError, check_finite, check_range
 from wm_control.robot import RobotSpec, velocity_bounds
 from wm_control.trajectory import TrajectoryChunk
 
@@ -39,9 +50,12 @@ class ChunkConfig:
         value per joint, each in (0, 1].
     acceleration_fraction: fraction of ``ddq_max`` the command may use, (0, 1].
     jerk_fraction: fraction of ``dddq_max`` the command may use, (0, 1].
-    servo_period: period of the interpolating layer [s] (1 ms on a Franka); an acceleration change at
-        a knot happens within one period, so it is what turns acceleration steps into jerk.
-    position_margin: distance kept from every position limit [rad], >= 0.
+    servo_period: period of the interpolating layer [s]; an acceleration change at a knot happens
+        within one period, so it is what turns acceleration steps into jerk. ``None``: the period of
+        the layer that runs the chunks (the MJCF timestep in simulation, ``RobotSpec.servo_period`` on
+        the robot), which is what a generator records; a value is a claim that it must match.
+    position_margin: distance kept from every position limit [rad], >= 0, at every knot and in the
+        interpolated command (see the module docstring).
     velocity_margin: distance kept below the robot's (position-dependent) velocity limits [rad/s];
         it absorbs the overshoot of a jerk-limited command chasing a bound that shrinks as it moves.
     tracking_knots: knots that follow the velocity target before braking, >= 1.
@@ -51,7 +65,7 @@ class ChunkConfig:
     velocity_fraction: float | tuple[float, ...] = 0.5
     acceleration_fraction: float = 0.8
     jerk_fraction: float = 0.8
-    servo_period: float = 0.001
+    servo_period: float | None = None
     position_margin: float = 0.05
     velocity_margin: float = 0.1
     tracking_knots: int = 1
@@ -63,7 +77,8 @@ class ChunkConfig:
             check_range(f"ChunkConfig.velocity_fraction[{i}]", f, 0.0, 1.0, low_inclusive=False)
         check_range("ChunkConfig.acceleration_fraction", self.acceleration_fraction, 0.0, 1.0, low_inclusive=False)
         check_range("ChunkConfig.jerk_fraction", self.jerk_fraction, 0.0, 1.0, low_inclusive=False)
-        check_range("ChunkConfig.servo_period", self.servo_period, 0.0, 0.1, low_inclusive=False)
+        if self.servo_period is not None:
+            check_range("ChunkConfig.servo_period", self.servo_period, 0.0, 0.1, low_inclusive=False)
         check_range("ChunkConfig.position_margin", self.position_margin, 0.0, 0.5)
         check_range("ChunkConfig.velocity_margin", self.velocity_margin, 0.0, 1.0)
         check_range("ChunkConfig.tracking_knots", self.tracking_knots, 1, 1000)
@@ -92,14 +107,31 @@ class ChunkGenerator:
     Args:
         spec: robot description (limits).
         config: shaping parameters.
-        dt: control period and knot spacing [s]; a multiple of ``config.servo_period``.
+        dt: control period and knot spacing [s]; a multiple of the servo period.
+        servo_period: period of the layer that runs the chunks [s]: the MJCF timestep in simulation;
+            default ``spec.servo_period`` (the real robot's control cycle).
+
+    Raises:
+        ConfigError: ``config.servo_period`` is set and differs from the servo period of the layer
+            that runs the chunks, or ``dt`` is not a whole multiple of it.
+
+    ``config`` is stored with its servo period filled in, so ``to_dict(generator.config)`` records
+    exactly how chunks were shaped.
     """
 
-    def __init__(self, spec: RobotSpec, config: ChunkConfig, dt: float) -> None:
+    def __init__(self, spec: RobotSpec, config: ChunkConfig, dt: float, servo_period: float | None = None) -> None:
         check_range("dt", dt, 0.0, 1.0, low_inclusive=False)
-        ratio = dt / config.servo_period
+        servo = float(spec.servo_period if servo_period is None else servo_period)
+        check_range("servo_period", servo, 0.0, 0.1, low_inclusive=False)
+        if config.servo_period is not None and not np.isclose(config.servo_period, servo, rtol=1e-9, atol=0.0):
+            raise ConfigError(
+                f"ChunkConfig.servo_period={config.servo_period} s differs from the servo period of the layer that "
+                f"runs the chunks ({servo} s); chunks shaped for one rate break the jerk limit at another"
+            )
+        config = dataclasses.replace(config, servo_period=servo)
+        ratio = dt / servo
         if abs(ratio - round(ratio)) > 1e-6:
-            raise ConfigError(f"dt={dt} must be a whole multiple of servo_period={config.servo_period}")
+            raise ConfigError(f"dt={dt} must be a whole multiple of servo_period={servo}")
         if isinstance(config.velocity_fraction, tuple) and len(config.velocity_fraction) not in (1, spec.dof):
             raise ConfigError(
                 f"ChunkConfig.velocity_fraction has {len(config.velocity_fraction)} values; "
@@ -109,19 +141,34 @@ class ChunkGenerator:
         self.spec = spec
         self.config = config
         self.dt = float(dt)
+        self.servo_period = servo
         lim = spec.limits
         self.velocity_scale = frac * lim.dq_max
         self.max_acceleration = config.acceleration_fraction * lim.ddq_max
-        self.max_acceleration_step = config.jerk_fraction * lim.dddq_max * config.servo_period
-        # Braking curves assume half the acceleration budget, which leaves room for the jerk-limited
-        # ramp into the deceleration.
+        self.max_acceleration_step = config.jerk_fraction * lim.dddq_max * servo
+        # The braking curves assume half the acceleration budget so that the approach to a limit is
+        # gentle; the position guarantee comes from checking each knot's brake (``_guard``).
         self._brake_acc = 0.5 * self.max_acceleration
         self._q_lo = lim.q_min + config.position_margin
         self._q_hi = lim.q_max - config.position_margin
         self._reaction_time = dt * (1.0 + np.ceil(self.max_acceleration / self.max_acceleration_step))
         ramp = int(np.ceil(np.max(2 * self.max_acceleration / self.max_acceleration_step)))
         stop = int(np.ceil(np.max(lim.dq_max / (self.max_acceleration * dt))))
-        self.num_knots = config.tracking_knots + ((stop + 2 * ramp + 2) if config.brake_to_rest else 0)
+        # Knots a brake needs from any valid state (|dq| <= dq_max, |ddq| <= A): ramp the acceleration
+        # over to full deceleration, decelerate, ramp back to zero, with a knot of slack each side.
+        self._brake_knots = stop + 2 * ramp + 2
+        self.num_knots = config.tracking_knots + (self._brake_knots if config.brake_to_rest else 0)
+        # Candidate accelerations from the brake's (0) to the requested one (1), tried when the
+        # requested one's brake would cross the margin: nine cost about as much as one rollout (they
+        # are batched), in steps of an eighth of the way (at most 2 D / 8 rad/s^2).
+        self._blend = np.linspace(0.0, 1.0, 9)[:, None]
+        self._half_dt2 = 0.5 * self.dt * self.dt
+        self._eight_over_d = 8.0 / self.max_acceleration_step
+        # How far an extremum between two knots can lie beyond them (``_extremes``).
+        self._turn_slack = self.max_acceleration * self.dt * self.dt / 8.0
+        # Valid command states (``_check_state``), with room for rounding.
+        self._dq_bound = lim.dq_max * (1.0 + 1e-9)
+        self._ddq_bound = self.max_acceleration * (1.0 + 1e-9)
 
     def rest(self, q: np.ndarray) -> CommandState:
         """Command state at rest at ``q`` (after a reset or a hold)."""
@@ -133,23 +180,24 @@ class ChunkGenerator:
         a = np.asarray(action)
         if a.shape != (self.spec.dof,):
             raise InputError(f"action has shape {a.shape}; expected ({self.spec.dof},)")
-        if not np.issubdtype(a.dtype, np.floating) and not np.issubdtype(a.dtype, np.integer):
+        if a.dtype.kind not in "fiu":
             raise InputError(f"action has dtype {a.dtype}; expected a float array")
         a = a.astype(np.float64)
-        check_finite("action", a, self.spec.joint_names)
-        bad = np.flatnonzero(np.abs(a) > 1.0 + 1e-6)
-        if bad.size:
-            i = int(bad[0])
-            raise InputError(f"action[{i}] ({self.spec.joint_names[i]}) = {a[i]:.4g} is outside [-1, 1]")
-        return np.clip(a, -1.0, 1.0) * self.velocity_scale
+        # One test on the hot path (NaN fails it too); the messages only when it fails.
+        if not (np.abs(a) <= 1.0 + 1e-6).all():
+            check_finite("action", a, self.spec.joint_names)
+            i = int(np.flatnonzero(np.abs(a) > 1.0 + 1e-6)[0])
+            # repr: the shortest text that round-trips, so 1 + 2e-6 does not print as "1".
+            raise InputError(f"action[{i}] ({self.spec.joint_names[i]}) = {float(a[i])!r} is outside [-1, 1]")
+        return np.minimum(np.maximum(a, -1.0), 1.0) * self.velocity_scale
 
     def velocity_envelope(self, q: np.ndarray, dq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Velocity bounds ``(lower, upper)`` [rad/s] the command keeps at position ``q``.
 
-        Both the robot's position-dependent limits and the braking curves (which stop the command
-        ``position_margin`` short of each position limit) are evaluated where the joint will be after
-        the reaction time of the jerk-limited command, moving at ``dq``, so the command can slow down
-        in time.
+        Both the robot's position-dependent limits and the braking curves (which slow the command
+        down as it nears ``position_margin`` from a position limit; ``generate`` enforces the margin
+        itself) are evaluated where the joint will be after the reaction time of the jerk-limited
+        command, moving at ``dq``, so the command can slow down in time.
         """
         if dq is None:
             q_up = q_dn = q
@@ -164,55 +212,166 @@ class ChunkGenerator:
         # Next to a limit a margin can push a bound past zero; stopping must always stay allowed.
         return np.minimum(lo, 0.0), np.maximum(hi, 0.0)
 
-    def _accel_towards(self, dq: np.ndarray, ddq: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def _accel_towards(self, dq: np.ndarray, ddq: np.ndarray, target: np.ndarray | float) -> np.ndarray:
         # Largest acceleration from which ramping back to zero (at D per knot) ends on the target:
         # after choosing a = D (m + r) the velocity gains dt (a (m+1) - D m (m+1) / 2).
         D, A = self.max_acceleration_step, self.max_acceleration
         err = target - dq
         g = np.abs(err) / self.dt
-        m = np.floor((np.sqrt(1.0 + (8.0 / D) * g) - 1.0) * 0.5)
+        m = np.floor((np.sqrt(1.0 + self._eight_over_d * g) - 1.0) * 0.5)
         a = np.copysign((g + 0.5 * D * m * (m + 1.0)) / (m + 1.0), err)
         a = np.minimum(np.maximum(a, ddq - D), ddq + D)
         return np.minimum(np.maximum(a, -A), A)
 
-    def _knot(self, state: CommandState, target: np.ndarray) -> CommandState:
-        lo, hi = self.velocity_envelope(state.q, state.dq)
-        a = self._accel_towards(state.dq, state.ddq, np.minimum(np.maximum(target, lo), hi))
-        dt = self.dt
-        return CommandState(state.q + state.dq * dt + 0.5 * a * dt * dt, state.dq + a * dt, a)
+    def _check_state(self, state: CommandState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validate a command state: shapes ``(n,)``, finite, velocity and acceleration in range."""
+        q, dq, ddq = (np.asarray(v, dtype=np.float64) for v in state)
+        n = self.spec.dof
+        # One cheap test on the hot path (NaN fails every comparison); the messages only on failure.
+        if (
+            q.shape == dq.shape == ddq.shape == (n,)
+            and np.isfinite(q).all()
+            and (np.abs(dq) <= self._dq_bound).all()
+            and (np.abs(ddq) <= self._ddq_bound).all()
+        ):
+            return q, dq, ddq
+        names = self.spec.joint_names
+        for field, arr in (("q", q), ("dq", dq), ("ddq", ddq)):
+            if arr.shape != (n,):
+                raise InputError(f"state.{field} has shape {arr.shape}; expected ({n},)")
+            check_finite(f"state.{field}", arr, names)
+        # A command state comes from rest() or a previous next_state, which stay inside these bounds;
+        # the brake's knot budget (num_knots) is sized for them.
+        for field, arr, bound, unit in (("dq", dq, self._dq_bound, "rad/s"), ("ddq", ddq, self._ddq_bound, "rad/s^2")):
+            bad = np.flatnonzero(np.abs(arr) > bound)
+            if bad.size:
+                i = int(bad[0])
+                raise InputError(
+                    f"state.{field}[{i}] ({names[i]}) = {float(arr[i])!r} {unit} is outside "
+                    f"[{-float(bound[i])!r}, {float(bound[i])!r}]; a command state comes from rest() or a previous "
+                    "next_state"
+                )
+        return q, dq, ddq
+
+    def _brake_rollout(self, q: np.ndarray, dq: np.ndarray, a: np.ndarray) -> _Rollout:
+        """Apply each candidate acceleration ``a (K, n)`` for one knot from ``(q, dq) (n,)``, then brake.
+
+        Returns the knots ``(L + 1, K, n)`` from ``(q, dq)`` on; candidates that stop early stay at rest.
+
+        Raises:
+            WmControlError: a candidate does not come to rest within the brake's knot budget (impossible
+                for states that ``_check_state`` accepts).
+        """
+        dt, c = self.dt, self._half_dt2
+        Q = np.empty((self._brake_knots + 2, *a.shape))
+        V = np.empty_like(Q)
+        Q[0], V[0] = q, dq
+        qk, vk, ak = q + dq * dt + c * a, dq + a * dt, a
+        Q[1], V[1] = qk, vk
+        last = 1
+        if vk.any() or ak.any():
+            for k in range(2, self._brake_knots + 2):
+                a = self._accel_towards(vk, ak, 0.0)
+                qk, vk = qk + vk * dt + c * a, vk + a * dt
+                # Snap numerically-zero velocities so the final knot is exactly at rest.
+                # (Multiplying by the mask is the cheapest select for arrays this small.)
+                moving = np.abs(vk) >= 1e-9
+                vk, ak = vk * moving, a * moving
+                Q[k], V[k] = qk, vk
+                last = k
+                if not moving.any():
+                    break
+            else:
+                raise WmControlError(
+                    f"the chunk's brake did not stop within {self._brake_knots} knots (num_knots={self.num_knots}); "
+                    f"largest velocity left: {float(np.abs(vk).max())!r} rad/s"
+                )
+        return _Rollout(Q[: last + 1], V[: last + 1])
+
+    def _extremes(self, r: _Rollout, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Highest and lowest position ``(K, n)`` of the cubic Hermite command through a rollout's knots.
+
+        Each segment has constant acceleration ``a = (v1 - v0) / dt``, which the spline reproduces
+        exactly; where the velocity changes sign inside a segment, the extremum lies beyond its start
+        by ``v0^2 / (2 |a|)`` and beyond both knots by at most ``|a| dt^2 / 8``. ``exact=False`` adds
+        that bound to the knots instead of finding the extrema.
+        """
+        if not exact:
+            return r.positions.max(axis=0) + self._turn_slack, r.positions.min(axis=0) - self._turn_slack
+        Q, v0, v1 = r.positions, r.velocities[:-1], r.velocities[1:]
+        turn = v0 * v1 < 0.0
+        # Signed: v0 > 0 > v1 gives a maximum above Q[:-1], v0 < 0 < v1 a minimum below it.
+        overshoot = np.divide(v0 * np.abs(v0) * self.dt, 2.0 * np.abs(v1 - v0), out=np.zeros_like(v0), where=turn)
+        extremum = np.where(turn, Q[:-1] + overshoot, Q[1:])
+        return np.maximum(extremum.max(axis=0), Q[0]), np.minimum(extremum.min(axis=0), Q[0])
+
+    def _guard(self, q: np.ndarray, dq: np.ndarray, ddq: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, _Rollout]:
+        """The step from the brake towards the requested acceleration ``a (n,)``, as far as its brake
+        keeps the position margin: the accelerations ``(n,)`` and their rollout (knots ``(L + 1, n)``).
+        """
+        r = self._brake_rollout(q, dq, a[None])
+        for exact in (False, True):
+            high, low = self._extremes(r, exact)
+            if np.all(high <= self._q_hi) and np.all(low >= self._q_lo):
+                return a, _Rollout(r.positions[:, 0], r.velocities[:, 0])
+        brake = self._accel_towards(dq, ddq, 0.0)
+        candidates = brake + self._blend * (a - brake)
+        r = self._brake_rollout(q, dq, candidates)
+        high, low = self._extremes(r, exact=True)
+        # The brake (candidate 0) always qualifies: from a state that keeps the margin it retraces the
+        # previous chunk's brake, and from one inside the margin nothing may do worse than it.
+        ok = (high <= np.maximum(self._q_hi, high[0])) & (low >= np.minimum(self._q_lo, low[0]))
+        best = len(candidates) - 1 - np.argmax(ok[::-1], axis=0)
+        joints = np.arange(len(a))
+        chosen = _Rollout(r.positions[:, best, joints], r.velocities[:, best, joints])
+        return candidates[best, joints], chosen
+
+    def _track(self, q: np.ndarray, dq: np.ndarray, ddq: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, _Rollout]:
+        """One tracking knot from ``(q, dq, ddq)`` towards the velocity target ``(n,)`` [rad/s]: its
+        acceleration ``(n,)`` and the rollout of its brake (``_guard``).
+        """
+        lo, hi = self.velocity_envelope(q, dq)
+        return self._guard(q, dq, ddq, self._accel_towards(dq, ddq, np.minimum(np.maximum(target, lo), hi)))
 
     def generate(self, state: CommandState, action: np.ndarray) -> ChunkResult:
         """Build the chunk for one control tick.
 
         Args:
             state: command state at the start of the tick (the previous result's ``next_state``, or
-                ``rest(q)`` after a reset).
+                ``rest(q)`` after a reset), each field ``(n,)``.
             action: ``(n,)`` normalised velocity targets in [-1, 1].
 
         Returns:
             ``ChunkResult``: the chunk (``num_knots`` knots) and the command state at its first knot.
+
+        Raises:
+            InputError: the state has the wrong shape, a NaN or inf, or a velocity or acceleration
+                outside the robot's limits (the field and joint are named); the action is malformed.
         """
+        q, dq, ddq = self._check_state(state)
         target = self.action_to_velocity(action)
-        knots = [self._knot(state, target)]
-        for _ in range(self.config.tracking_knots - 1):
-            knots.append(self._knot(knots[-1], target))
-        if self.config.brake_to_rest:
-            # Braking needs no envelope: the tracking knots already respect the braking curves.
-            zero = np.zeros_like(target)
-            q, dq, ddq = knots[-1]
-            dt = self.dt
-            while dq.any() or ddq.any():
-                a = self._accel_towards(dq, ddq, zero)
-                q, dq = q + dq * dt + 0.5 * a * dt * dt, dq + a * dt
-                # Snap numerically-zero velocities so the final knot is exactly at rest.
-                rest = np.abs(dq) < 1e-9
-                dq = np.where(rest, 0.0, dq)
-                ddq = np.where(rest, 0.0, a)
-                knots.append(CommandState(q, dq, ddq))
-                assert len(knots) <= self.num_knots, "num_knots too small to brake to rest"
         positions = np.empty((self.num_knots, self.spec.dof))
         velocities = np.zeros((self.num_knots, self.spec.dof))
-        positions[: len(knots)] = [k.q for k in knots]
-        positions[len(knots) :] = knots[-1].q
-        velocities[: len(knots)] = [k.dq for k in knots]
-        return ChunkResult(TrajectoryChunk(positions, velocities, self.dt), knots[0])
+        a, rollout = self._track(q, dq, ddq, target)
+        first = CommandState(rollout.positions[1], rollout.velocities[1], a)
+        positions[0], velocities[0] = first.q, first.dq
+        tracking = self.config.tracking_knots
+        for k in range(1, tracking):
+            a, rollout = self._track(rollout.positions[1], rollout.velocities[1], a, target)
+            positions[k], velocities[k] = rollout.positions[1], rollout.velocities[1]
+        if self.config.brake_to_rest:
+            # The last tracking knot's rollout is its brake, already checked against the margin.
+            tail = len(rollout.positions) - 1
+            positions[tracking - 1 : tracking - 1 + tail] = rollout.positions[1:]
+            velocities[tracking - 1 : tracking - 1 + tail] = rollout.velocities[1:]
+            positions[tracking - 1 + tail :] = rollout.positions[-1]
+        return ChunkResult(TrajectoryChunk(positions, velocities, self.dt), first)
+
+
+class _Rollout(NamedTuple):
+    """A brake rollout: knot positions [rad] and velocities [rad/s], ``(L + 1, ...)``, from the start
+    state on; between knots the acceleration is constant.
+    """
+
+    positions: np.ndarray
+    velocities: np.ndarray

@@ -1,7 +1,8 @@
 """DeepMind Control Suite tasks as gymnasium envs, with TD-MPC2's conventions.
 
-Actions in [-1, 1] (rescaled if a domain's bounds differ), action repeat 2, 500 agent steps per
-episode, observations flattened to float32 in the suite's key order. Registered as
+Actions in [-1, 1] (rescaled in float64 if a domain's bounds differ, exactly as dm_control's
+``suite.wrappers.action_scale`` does; passed through unchanged where they do not), action repeat 2,
+500 agent steps per episode, observations flattened to float32 in the suite's key order. Registered as
 ``dmc/<domain>-<task>`` with TD-MPC2's task names (``dmc/cup-catch`` is ball_in_cup/catch).
 """
 
@@ -16,7 +17,7 @@ from dm_control import suite
 
 from sim.tasks.registry import TaskEntry, add
 from wm_control.config import from_dict
-from wm_control.errors import ConfigError, InputError, WmControlError, check_range
+from wm_control.errors import ConfigError, InputError, WmControlError, check_finite, check_range
 
 __all__ = ["DMC_TASKS", "DMCConfig", "DMCEnv", "make_dmc"]
 
@@ -79,8 +80,12 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         self.render_mode = render_mode
         self._env = suite.load(domain, task, task_kwargs={"time_limit": float("inf")})
         spec = self._env.action_spec()
-        self._act_low = np.asarray(spec.minimum, dtype=np.float64)
-        self._act_high = np.asarray(spec.maximum, dtype=np.float64)
+        self._act_low = np.broadcast_to(np.asarray(spec.minimum, dtype=np.float64), spec.shape)
+        self._act_high = np.broadcast_to(np.asarray(spec.maximum, dtype=np.float64), spec.shape)
+        self._act_scale = (self._act_high - self._act_low) / 2.0
+        # Where the suite's bounds are already [-1, 1] the action goes through untouched: the affine
+        # map would round it (-1 + (a + 1) drops a's low bits), and the suite steps the action it gets.
+        self._rescale = bool(np.any(self._act_low != -1.0) or np.any(self._act_high != 1.0))
         n_obs = sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values())
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(n_obs,), dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=spec.shape, dtype=np.float32)
@@ -118,11 +123,19 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         a = np.asarray(action)
         if a.shape != self.action_space.shape:
             raise InputError(f"action has shape {a.shape}; expected {self.action_space.shape}")
-        if not np.all(np.isfinite(a)):
-            raise InputError("action contains NaN or inf")
-        if np.any(np.abs(a) > 1.0 + 1e-6):
-            raise InputError(f"action {a} is outside [-1, 1]")
-        scaled = self._act_low + (np.clip(a, -1.0, 1.0) + 1.0) * 0.5 * (self._act_high - self._act_low)
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise InputError(f"action has dtype {a.dtype}; expected a float array in [-1, 1]")
+        # float64 before any arithmetic, as the suite computes: float32 arithmetic would move half of
+        # all actions by an ulp and the physics away from the suite's.
+        a = a.astype(np.float64)
+        check_finite("action", a)
+        bad = np.flatnonzero(np.abs(a) > 1.0 + 1e-6)
+        if bad.size:
+            i = int(bad[0])
+            raise InputError(f"action[{i}] = {float(a[i])!r} is outside [-1, 1]")
+        a = np.clip(a, -1.0, 1.0)
+        # action_scale.Wrapper(minimum=-1, maximum=1): minimum' + scale * (a - minimum).
+        scaled = self._act_low + self._act_scale * (a + 1.0) if self._rescale else a
         reward = 0.0
         for _ in range(self.config.action_repeat):
             ts = self._env.step(scaled)
