@@ -26,11 +26,9 @@ test: lint
 	$(RUN_ENV) $(PY) -m pytest $(ARGS)
 
 # The trained fr3-reach model (models/fr3-reach, a model-only checkpoint) -> ONNX + contract + parity report,
-# at the deployment budget: 128 samples x 2 iterations x horizon 3 (the model was trained planning 128 x 3;
-# README, "Speed" and "Learning", give the latency and success of both).
-DEPLOY_PLANNER := planner.num_samples=128 planner.iterations=2 planner.num_elites=16 planner.num_pi_trajs=6
+# at the deployment budget of configs/deployment/fr3-reach.yaml.
 export: $(STAMP)
-	$(RUN_ENV) $(VENV)/bin/wm-control-export checkpoint=models/fr3-reach out=exports/fr3-reach $(DEPLOY_PLANNER) $(ARGS)
+	$(RUN_ENV) $(VENV)/bin/wm-control-export checkpoint=models/fr3-reach out=exports/fr3-reach deploy=fr3-reach $(ARGS)
 
 bench: $(STAMP)
 	$(RUN_ENV) $(PY) bench/sim_speed.py $(ARGS)

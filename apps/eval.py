@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from apps.common import build_agent, config_dir, env_factory, set_threads
+from apps.common import build_agent, config_dir, env_factory, planner_budget, recorded_contract, set_threads
 
 
 def default_out(checkpoint: Path, step: int, model_only: bool) -> Path:
@@ -41,10 +41,11 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"episodes={cfg['episodes']} must be >= 1")
     ckpt = load_checkpoint(cfg["checkpoint"])
     run = dict(ckpt.config)
-    run["planner"] = {**run["planner"], **{k: v for k, v in (cfg.get("planner") or {}).items() if v is not None}}
+    run["planner"] = planner_budget(cfg.get("planner"), run["planner"])
     run["device"] = cfg.get("device", "cpu")
     make_env = env_factory(run["task"])
     env = make_env(bool(cfg["video"]))
+    recorded_contract(ckpt, env)
     agent = build_agent(run, env)
     agent.load_state(ckpt.tensors, ckpt.state["agent"])
     step = int(ckpt.state["trainer"]["step"])

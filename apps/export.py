@@ -1,7 +1,12 @@
 """``wm-control-export``: a trained checkpoint -> ONNX graphs (+ TensorRT engines) with their contract.
 
-    wm-control-export checkpoint=runs/fr3-reach/<run> out=exports/fr3-reach
+    wm-control-export checkpoint=runs/fr3-reach/<run> out=exports/fr3-reach deploy=fr3-reach
     wm-control-export checkpoint=<run> out=<dir> planner.num_samples=128 planner.iterations=3 fp16=true
+
+The planner budget baked into the graphs is the checkpoint's (how it was trained), replaced by a
+deployment budget ``deploy=<name>`` (``configs/deployment/<name>.yaml``), replaced by ``planner.*``
+values. The control contract (robot, ``dt``, observation layout, action scaling) is the one the
+checkpoint recorded at training time.
 
 Writes into ``out``: ``policy.onnx``, ``planner.onnx``, ``planner_init.onnx``, ``planner_step.onnx``
 (or ``*.fp16.onnx``), ``weights.safetensors`` (for the torch backend), ``model.json`` (the contract)
@@ -19,18 +24,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from apps.common import build_agent, config_dir, env_factory, set_threads
+from apps.common import (
+    build_agent,
+    config_dir,
+    deploy_planner,
+    env_factory,
+    planner_budget,
+    recorded_contract,
+    set_threads,
+)
 
 
 def export_run(cfg: dict[str, Any], log: Any = print) -> dict[str, Any]:
     """Export ``cfg["checkpoint"]`` into ``cfg["out"]``; returns the parity report."""
-    from safetensors.torch import save_file
-
     from export.contract import make_contract
     from export.onnx_export import GRAPHS, export_onnx
     from export.parity import FP32_TOLERANCE, compare_backends, write_report
     from wm_control import native
     from wm_control.errors import ConfigError
+    from wm_control.runtime.manifest import open_export
     from wm_control.runtime.onnx_backend import OrtBackend, OrtConfig
     from wm_control.runtime.torch_backend import TorchBackend
     from wm_control.training.checkpoint import load_checkpoint
@@ -41,21 +53,23 @@ def export_run(cfg: dict[str, Any], log: Any = print) -> dict[str, Any]:
         raise ConfigError("out=<folder> is required (where the exported files go)")
     trt_config = None
     if cfg.get("tensorrt"):
-        from wm_control.runtime.tensorrt_backend import TrtBackend, TrtConfig, _import_cuda_torch, _import_tensorrt
+        from wm_control.runtime.tensorrt_backend import TrtBackend, TrtConfig, require_tensorrt
 
         trt_config = TrtConfig(
             cache=cfg.get("trt_cache"), fp16=bool(cfg.get("fp16", False)), tf32=bool(cfg.get("tf32"))
         )
-        _import_tensorrt(), _import_cuda_torch(trt_config.device)  # fail before exporting, not after
+        require_tensorrt(trt_config.device)  # fail before exporting, not after
     ckpt = load_checkpoint(cfg["checkpoint"])
     run = dict(ckpt.config)
-    run["planner"] = {**run["planner"], **{k: v for k, v in (cfg.get("planner") or {}).items() if v is not None}}
+    budget = planner_budget(deploy_planner(cfg["deploy"]), run["planner"]) if cfg.get("deploy") else run["planner"]
+    run["planner"] = planner_budget(cfg.get("planner"), budget)
     env = env_factory(run["task"])(False)
+    control = recorded_contract(ckpt, env)
     agent = build_agent(run, env)
     agent.load_state(ckpt.tensors, ckpt.state["agent"])
     model, planner = agent.model.eval(), agent.planner
     step = int(ckpt.state["trainer"]["step"])
-    contract = make_contract(run, env, model, planner, step)
+    contract = make_contract(run, control, model, planner, step)
     env.close()
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
@@ -64,13 +78,11 @@ def export_run(cfg: dict[str, Any], log: Any = print) -> dict[str, Any]:
     log(f"exporting {contract.task} step {step} ({contract.model_preset}, planner {planner.num_samples} samples x "
         f"{planner.iterations} iterations x horizon {planner.horizon}) to {out}")  # fmt: skip
     exported = export_onnx(model, contract, planner, out, fp16=fp16, opset=int(cfg.get("opset", 18)))
-    tmp = out / "weights.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(out / "weights.safetensors")
+    export = open_export(out)
     log(f"  wrote {', '.join(sorted(p.name for p in exported.files.values()))} in {time.perf_counter() - t0:.1f} s")
     native.tune_allocator()
     reference = TorchBackend(model, contract, planner)
-    candidate = OrtBackend(out, contract, OrtConfig(provider="cpu", fp16=fp16, threads=int(cfg.get("threads") or 0)))
+    candidate = OrtBackend(export, OrtConfig(provider="cpu", fp16=fp16, threads=int(cfg.get("threads") or 0)))
     result = compare_backends(reference, candidate, cases=int(cfg.get("parity_cases", 4)))
     tolerance = float(cfg.get("parity_tolerance") or (FP32_TOLERANCE if not fp16 else 5e-2))
     report = write_report(
@@ -79,7 +91,7 @@ def export_run(cfg: dict[str, Any], log: Any = print) -> dict[str, Any]:
     )  # fmt: skip
     _log_parity(log, "onnxruntime", report, tolerance)
     if trt_config is not None:
-        engines = TrtBackend(out, contract, trt_config, log=log)
+        engines = TrtBackend(export, trt_config, log=log)
         trt_result = compare_backends(reference, engines, cases=int(cfg.get("parity_cases", 4)))
         trt_tolerance = float(cfg.get("parity_tolerance") or (5e-2 if fp16 or trt_config.tf32 else FP32_TOLERANCE))
         trt_report = write_report(

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from apps.common import build_agent, config_dir, env_factory, register_resolvers, set_threads
+from apps.common import build_agent, config_dir, env_factory, register_resolvers, resolve_run, set_threads
 
 # Keys a resumed run may change: the schedule and logging, not what is learned.
 RESUMABLE_CHANGES = (
@@ -43,6 +43,7 @@ def run(cfg: dict[str, Any], run_dir: Path, overridden: Sequence[str] = ()) -> i
     """
     import yaml
 
+    from sim.contract import control_contract
     from wm_control import native
     from wm_control.config import from_dict
     from wm_control.errors import ConfigError
@@ -60,14 +61,17 @@ def run(cfg: dict[str, Any], run_dir: Path, overridden: Sequence[str] = ()) -> i
                 f"({ckpt.state.get('source', 'its run folder')}) instead"
             )
         cfg = resumed_config(ckpt.config, cfg, overridden, str(ckpt.path))
+    else:
+        cfg = resolve_run(cfg)
     set_threads(cfg.get("threads"))
     native.tune_allocator()
     make_env = env_factory(cfg["task"])
     probe = make_env(False)
     agent = build_agent(cfg, probe)
+    contract = control_contract(probe).to_dict()  # what the model learns to control, recorded with it
     probe.close()
     train_cfg = from_dict(TrainConfig, cfg["train"], "train")
-    trainer = Trainer(make_env, agent, train_cfg, run_dir, cfg, title=cfg["task"]["name"])
+    trainer = Trainer(make_env, agent, train_cfg, run_dir, cfg, title=cfg["task"]["name"], contract=contract)
     if ckpt is not None:
         trainer.restore(ckpt)
         print(f"resuming {ckpt.path} at step {trainer.step}")

@@ -16,6 +16,7 @@ episode seeds are those of ``bench/fr3_reach_eval.py`` (``--seed`` + 0 .. episod
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -30,10 +31,8 @@ import numpy as np
 from _common import machine_info, write_result
 
 import sim
-from wm_control.chunking import ChunkGenerator
 from wm_control.evaluation import run_episode, summarize
-from wm_control.runtime import ControlLoop, LoopConfig
-from wm_control.runtime.load import load_backend
+from wm_control.runtime import control_loop, load_backend
 
 
 def main() -> None:
@@ -59,8 +58,7 @@ def main() -> None:
     env = sim.make("fr3-reach", env={"dt": contract.dt, "chunk": contract.action["chunk"]})
     now = [0.0]
     clock = time.monotonic if args.realtime else (lambda: now[0])
-    generator = ChunkGenerator(env.generator.spec, env.config.chunk, env.config.dt)
-    loop = ControlLoop(backend, generator, LoopConfig(dt=contract.dt, seed=args.seed), clock=clock)
+    loop = control_loop(backend, servo_period=env.physics.h, clock=clock, seed=args.seed)
     diverged = [0]
 
     def policy(obs: np.ndarray) -> np.ndarray:
@@ -117,7 +115,7 @@ def main() -> None:
     if not args.no_write:
         write_result(args.out, payload)
     else:
-        print(payload)
+        print(json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Planner latency per backend x model preset x planner budget (``docs/results/plan_latency.json``).
 
     python bench/plan_latency.py                       # the README table (CPU, 2 threads)
-    python bench/plan_latency.py --configs small:128x2 --ticks 200 --no-write
+    python bench/plan_latency.py --configs small:deploy --ticks 200 --no-write
     python bench/plan_latency.py --gpu                 # on a CUDA GPU -> docs/results/plan_latency_gpu.json
 
 For each configuration a model with random weights (latency does not depend on the values) is
@@ -15,6 +15,10 @@ p50 time / median GEMM FLOP/s. With ``--gpu`` the
 backends are native TensorRT, onnxruntime's CUDA provider and eager torch on CUDA (default configs
 5M:512x6 and the deployment config), the GEMM reference runs on the GPU in fp32 (TF32 off), and the
 result goes to ``plan_latency_gpu.json`` with the GPU model and the CUDA and TensorRT versions.
+
+A configuration is ``preset:SAMPLESxITERATIONS`` (elites and policy trajectories scaled as in TD-MPC2),
+``small:deploy`` (fr3-reach's deployment budget, ``configs/deployment/fr3-reach.yaml``) or ``small:train``
+(fr3-reach's training budget, from its task registry entry).
 """
 
 from __future__ import annotations
@@ -36,43 +40,50 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import gemm_gflops, machine_info, stats_ms, write_result
 
 import sim
+from apps.common import deploy_planner
 from export.contract import make_contract
 from export.onnx_export import export_onnx
+from sim.contract import control_contract
 from wm_control import native
 from wm_control.model.config import model_config
 from wm_control.model.world_model import WorldModel
 from wm_control.planning.config import MppiConfig
 from wm_control.planning.mppi import plan_flops
 from wm_control.runtime.backend import Backend
+from wm_control.runtime.manifest import Export, open_export
 from wm_control.runtime.noise import draw_noise_np
 from wm_control.runtime.onnx_backend import OrtBackend, OrtConfig
 from wm_control.runtime.torch_backend import TorchBackend
 
-OBS, ACT = 40, 7  # fr3-reach
-# The fr3-reach deployment config: small preset, 128 samples x 2 iterations x horizon 3 (16 elites,
-# 6 policy trajectories). The shipped model was trained planning 128 x 3; a third iteration costs half
-# again as much per tick (onnxruntime p99 over seven runs on this 2-core VM: 128 x 3 10.7-15.2 ms,
-# 128 x 2 6.0-10.8 ms) for 100 % instead of 98 % success over the 50 deployment episodes, so the
-# default table times both.
+# The fr3-reach model is deployed at its deployment budget (configs/deployment/fr3-reach.yaml) and trained
+# at its training budget (sim task registry); the default table times both, beside TD-MPC2's 1M budget.
 # Small-preset configs time the fr3-reach model, which is episodic (a termination head, evaluated for
 # every imagined step); the other presets time the plain TD-MPC2 model.
-DEPLOYMENT = ("small", MppiConfig(num_samples=128, iterations=2, horizon=3, num_elites=16, num_pi_trajs=6))
-DEFAULT_CONFIGS = ["small:128x2", "small:128x3", "1M:512x6"]
-GPU_CONFIGS = ["small:128x2", "5M:512x6"]
+FR3_REACH = sim.get_task("fr3-reach")
+NAMED_BUDGETS = {"deploy": deploy_planner("fr3-reach"), "train": dict(FR3_REACH.planner)}
+DEFAULT_CONFIGS = ["small:deploy", "small:train", "1M:512x6"]
+GPU_CONFIGS = ["small:deploy", "5M:512x6"]
 
 
-def parse_config(text: str) -> tuple[str, MppiConfig]:
-    """``preset:SAMPLESxITERATIONS`` -> (preset, planner); elites and prior trajectories scale with
-    the samples as in TD-MPC2 (64 and 24 of 512).
+def parse_config(text: str) -> tuple[str, MppiConfig, str]:
+    """``preset:SAMPLESxITERATIONS`` -> (preset, planner, budget name); elites and prior trajectories
+    scale with the samples as in TD-MPC2 (64 and 24 of 512). ``preset:deploy`` / ``preset:train``: the
+    fr3-reach deployment / training budget.
     """
     try:
         preset, budget = text.split(":")
+        if budget in NAMED_BUDGETS:
+            return preset, MppiConfig(**NAMED_BUDGETS[budget]), budget
         samples, iterations = (int(v) for v in budget.lower().split("x"))
     except ValueError:
-        raise SystemExit(f"--configs entry {text!r}: expected preset:SAMPLESxITERATIONS, e.g. 1M:512x6") from None
-    return preset, MppiConfig(
+        raise SystemExit(
+            f"--configs entry {text!r}: expected preset:SAMPLESxITERATIONS (e.g. 1M:512x6) or preset:deploy / "
+            "preset:train"
+        ) from None
+    planner = MppiConfig(
         num_samples=samples, iterations=iterations, num_elites=max(samples // 8, 1), num_pi_trajs=samples * 3 // 64
     )
+    return preset, planner, budget
 
 
 class TickTimer:
@@ -83,9 +94,9 @@ class TickTimer:
     def __init__(self, backend: Backend, rng: np.random.Generator) -> None:
         self.backend = backend
         cfg = backend.planner
-        self.pool = [draw_noise_np(cfg, ACT, backend.num_q, rng) for _ in range(64)]
-        self.obs = rng.standard_normal((64, OBS)).astype(np.float32)
-        self.mean = np.zeros((cfg.horizon, ACT), np.float32)
+        self.pool = [draw_noise_np(cfg, backend.action_dim, backend.num_q, rng) for _ in range(64)]
+        self.obs = rng.standard_normal((64, backend.obs_dim)).astype(np.float32)
+        self.mean = np.zeros((cfg.horizon, backend.action_dim), np.float32)
         self.k = 0
         self.times: list[float] = []
 
@@ -101,38 +112,38 @@ class TickTimer:
                 self.times.append(dt)
 
 
-def make_backend(
-    name: str, folder: str, contract: Any, model: WorldModel, planner: MppiConfig, threads: int, gpu: bool
-) -> Backend:
-    """The backend ``name`` on the graphs exported to ``folder``."""
+def make_backend(name: str, export: Export, model: WorldModel, planner: MppiConfig, threads: int, gpu: bool) -> Backend:
+    """The backend ``name`` on the graphs of ``export``."""
     if name == "onnxruntime":
-        return OrtBackend(folder, contract, OrtConfig(provider="cuda" if gpu else "cpu", threads=threads))
+        return OrtBackend(export, OrtConfig(provider="cuda" if gpu else "cpu", threads=threads))
     if name == "torch":
-        return TorchBackend(model, contract, planner, device="cuda" if gpu else "cpu")
+        return TorchBackend(model, export.contract, planner, device="cuda" if gpu else "cpu")
     if name == "tensorrt":
         from wm_control.runtime.tensorrt_backend import TrtBackend, TrtConfig
 
-        cache = str(Path(folder) / "engines")
-        return TrtBackend(folder, contract, TrtConfig(cache=cache), log=lambda m: print(m, file=sys.stderr))
+        cache = str(export.folder / "engines")
+        return TrtBackend(export, TrtConfig(cache=cache), log=lambda m: print(m, file=sys.stderr))
     raise SystemExit(f"--backends: unknown backend {name!r} (onnxruntime, tensorrt, torch)")
 
 
 def prepare_config(
-    preset: str, planner: MppiConfig, backends: list[str], folder: str, threads: int, gpu: bool
+    preset: str, planner: MppiConfig, budget: str, backends: list[str], folder: str, threads: int, gpu: bool
 ) -> list[tuple[dict[str, Any], TickTimer]]:
     """Export one random-weight model to ``folder``; a record stub and a timer per backend."""
     torch.manual_seed(0)
-    deployment = (preset, planner) == DEPLOYMENT
-    episodic = preset == DEPLOYMENT[0]
-    model = WorldModel(model_config(preset, OBS, ACT, episodic=episodic)).eval()
-    run = {"task": {"name": "fr3-reach"}, "bench": "plan_latency"}
+    episodic = preset == "small"
     env = sim.make("fr3-reach")
-    contract = make_contract(run, env, model, planner, 0)
+    control = control_contract(env)
     env.close()
+    obs_dim, act_dim = control.observation["size"], control.action["size"]
+    model = WorldModel(model_config(preset, obs_dim, act_dim, episodic=episodic)).eval()
+    run = {"task": {"name": "fr3-reach"}, "bench": "plan_latency"}
+    contract = make_contract(run, control, model, planner, 0)
     export_onnx(model, contract, planner, folder)
+    export = open_export(folder)
     jobs = []
     for name in backends:
-        backend = make_backend(name, folder, contract, model, planner, threads, gpu)
+        backend = make_backend(name, export, model, planner, threads, gpu)
         record = {
             "backend": name,
             "preset": preset,
@@ -142,7 +153,8 @@ def prepare_config(
             "num_elites": planner.num_elites,
             "num_pi_trajs": planner.num_pi_trajs,
             "gflop_per_plan": plan_flops(planner, model.cfg) / 1e9,
-            "deployment": deployment,
+            "budget": budget,
+            "deployment": budget == "deploy",
             "episodic": episodic,
             "threads": threads,
             "device": "cuda" if gpu else "cpu",
@@ -216,10 +228,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         jobs = []
         for i, text in enumerate(configs):
-            preset, planner = parse_config(text)
+            preset, planner, budget = parse_config(text)
             folder = Path(tmp) / str(i)
             folder.mkdir()
-            jobs.extend(prepare_config(preset, planner, backends, str(folder), args.threads, args.gpu))
+            jobs.extend(prepare_config(preset, planner, budget, backends, str(folder), args.threads, args.gpu))
         runs, gemm_rounds = time_interleaved(jobs, args.ticks, min(args.rounds, args.ticks), device)
     gemm = float(np.median(gemm_rounds))
     for r in runs:
@@ -230,7 +242,11 @@ def main() -> None:
         "gemm_gflops": gemm,
         "gemm_gflops_per_round": gemm_rounds,
         "rounds": min(args.rounds, args.ticks),
-        "deployment": {"preset": DEPLOYMENT[0], "planner": DEPLOYMENT[1].__dict__},
+        "deployment": {
+            "preset": "small",
+            "planner": NAMED_BUDGETS["deploy"],
+            "file": "configs/deployment/fr3-reach.yaml",
+        },
         "native_kernels": native.status(),
         "runs": runs,
         "machine": machine_info(gpu=args.gpu),

@@ -1,7 +1,8 @@
-"""The model contract of an export, built from the training run and its environment.
+"""The model contract of an export: the control contract the checkpoint recorded at training time,
+plus provenance (task, planner budget baked into the graphs, model config, hashes).
 
-The environment tells what the observation vector holds and what an action means; the run config
-gives the task, the model and a hash of the whole training config; the weights give their hash.
+The control part is copied from the checkpoint, never rebuilt from today's code: a model trained on
+an older observation layout or action scaling keeps describing what it was trained on.
 """
 
 from __future__ import annotations
@@ -11,51 +12,39 @@ import datetime as dt
 from typing import Any
 
 from wm_control.config import config_hash, to_dict
-from wm_control.contract import CONTRACT_VERSION, ModelContract
+from wm_control.contract import CONTRACT_VERSION, ControlContract, ModelContract
+from wm_control.errors import ModelContractError
+from wm_control.model.weights import weights_sha256
 from wm_control.model.world_model import WorldModel
 from wm_control.planning.config import MppiConfig
-from wm_control.runtime.weights import weights_sha256
 
 __all__ = ["make_contract"]
 
 
-def _env_description(env: Any) -> tuple[str, tuple[str, ...], float, dict[str, Any], dict[str, Any]]:
-    """robot, joint names, dt, observation layout and action description of a ``sim`` env."""
-    base = getattr(env, "unwrapped", env)
-    generator = getattr(base, "generator", None)
-    task = getattr(base, "task", None)
-    if generator is not None and task is not None and hasattr(task, "layout"):
-        spec = generator.spec
-        action = {
-            "meaning": "normalised joint velocity target per joint; 1.0 = velocity_scale [rad/s]",
-            "low": -1.0,
-            "high": 1.0,
-            "velocity_scale": [float(v) for v in generator.velocity_scale],
-            "chunk": to_dict(generator.config),
-        }
-        return spec.name, tuple(spec.joint_names), float(generator.dt), task.layout.to_dict(), action
-    # dm_control and other gymnasium envs: a flat observation without named fields.
-    size = int(env.observation_space.shape[0])
-    low, high = env.action_space.low, env.action_space.high
-    action = {"meaning": "environment action", "low": float(low.min()), "high": float(high.max()), "velocity_scale": []}
-    dt_env = float(getattr(base, "dt", 0.0) or 0.0)
-    return "none", (), dt_env, {"name": "flat", "size": size, "fields": []}, action
-
-
 def make_contract(
-    run: dict[str, Any], env: Any, model: WorldModel, planner: MppiConfig, training_step: int
+    run: dict[str, Any], control: ControlContract, model: WorldModel, planner: MppiConfig, training_step: int
 ) -> ModelContract:
-    """The contract of ``model`` trained by ``run`` on ``env``, planning with ``planner``."""
-    robot, joints, dt_s, observation, action = _env_description(env)
+    """The contract of ``model``, trained by ``run`` under ``control``, planning with ``planner``.
+
+    Raises:
+        ModelContractError: the recorded observation or action size differs from the model's.
+    """
     mc = to_dict(model.cfg)
+    sizes = {"observation.size": (control.observation["size"], mc["obs_dim"])}
+    if "size" in control.action:
+        sizes["action.size"] = (control.action["size"], mc["action_dim"])
+    for field, (recorded, actual) in sizes.items():
+        if recorded != actual:
+            raise ModelContractError(f"control contract field {field!r} is {recorded}; the model takes {actual}")
     return ModelContract(
         format_version=CONTRACT_VERSION,
         task=str(run["task"]["name"]),
-        robot=robot,
-        joint_names=joints,
-        dt=dt_s,
-        observation=observation,
-        action=action,
+        robot=control.robot,
+        joint_names=control.joint_names,
+        dt=control.dt,
+        observation=control.observation,
+        action=control.action,
+        goal=control.goal,
         planner={f.name: getattr(planner, f.name) for f in dataclasses.fields(planner)},
         model=mc,
         model_preset=str(mc.get("preset", "custom")),

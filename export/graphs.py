@@ -1,8 +1,10 @@
-"""The computations that get exported, as ``nn.Module`` wrappers around the library functions.
+"""The computations that get exported, as ``nn.Module`` wrappers around the planner's stage functions.
 
-Each wrapper calls the same code the torch runtime runs (``WorldModel``, ``wm_control.planning``),
-so an exported graph is the training-time planner, not a re-implementation. All random draws are
-inputs, which makes every graph a deterministic function that can be compared bit for bit with torch.
+Each wrapper's ``forward`` is one call of ``wm_control.planning.solve`` (the code the training agent
+and the torch runtime run), so an exported graph is the training-time planner traced, not a
+re-implementation. All random draws are inputs, which makes every graph a deterministic function that
+can be compared with torch on identical inputs. Input and output names are
+``wm_control.runtime.graph_backend.GRAPH_IO`` (the runtimes bind by name).
 
 - ``PolicyGraph``: obs ``(B, O)`` -> action ``(B, A)`` (policy-prior mean).
 - ``PlannerGraph``: one full MPPI solve.
@@ -12,46 +14,29 @@ inputs, which makes every graph a deterministic function that can be compared bi
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from wm_control.model.world_model import WorldModel
-from wm_control.planning.mppi import MppiConfig, mppi_iteration, policy_trajectories, select_action, shift
+from wm_control.planning.config import MppiConfig
+from wm_control.planning.solve import PlanNoise, plan_init, plan_step, policy_action, solve
 
-__all__ = ["PlannerGraph", "PlannerInitGraph", "PlannerStepGraph", "PolicyGraph", "io_names"]
-
-
-def io_names() -> dict[str, tuple[list[str], list[str]]]:
-    """Input and output names of every graph (the runtime binds by name)."""
-    return {
-        "policy": (["obs"], ["action"]),
-        "planner": (
-            ["obs", "mean", "pi_eps", "samples", "value_eps", "q_heads", "gumbel", "explore", "explore_scale"],
-            ["action", "next_mean", "elite_value_mean", "elite_value_std", "std"],
-        ),
-        "planner_init": (["obs", "pi_eps"], ["z", "prior"]),
-        "planner_step": (
-            ["z", "prior", "mean", "std", "samples", "value_eps", "q_heads", "gumbel", "explore", "explore_scale"],
-            ["next_mean_unshifted", "next_std", "action", "elite_value_mean", "elite_value_std"],
-        ),
-    }
+__all__ = ["PlannerGraph", "PlannerInitGraph", "PlannerStepGraph", "PolicyGraph"]
 
 
 class PolicyGraph(nn.Module):
-    """Deterministic policy prior: ``tanh(mu(encode(obs)))``."""
+    """Deterministic policy prior (``policy_action``)."""
 
     def __init__(self, model: WorldModel) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, obs: Tensor) -> Tensor:  # noqa: D102
-        z = self.model.encode(obs)
-        return self.model.policy(z, torch.zeros(obs.shape[0], self.model.cfg.action_dim, dtype=obs.dtype))
+        return policy_action(self.model, obs, self.model.cfg.action_dim)
 
 
 class PlannerGraph(nn.Module):
-    """One MPPI solve: ``obs (O,)``, warm start ``mean (H, A)``, the noise of ``PlanNoise`` and an
-    ``explore_scale`` scalar (0 in evaluation) -> action ``(A,)``, shifted warm start ``(H, A)``,
+    """One MPPI solve (``solve``): ``obs (O,)``, warm start ``mean (H, A)``, the draws of ``PlanNoise``
+    and an ``explore_scale`` scalar (0 in evaluation) -> action ``(A,)``, shifted warm start ``(H, A)``,
     elite value mean and std, and the final std of the first action ``(A,)``.
     """
 
@@ -72,21 +57,13 @@ class PlannerGraph(nn.Module):
         explore: Tensor,
         explore_scale: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        cfg = self.cfg
-        z = self.model.encode(obs)
-        prior = policy_trajectories(self.model, z, cfg, pi_eps)
-        std = torch.full_like(mean, cfg.max_std)
-        result = None
-        for i in range(cfg.iterations):
-            result = mppi_iteration(self.model, z, prior, mean, std, samples[i], value_eps[i], q_heads[i], cfg)
-            mean, std = result.mean, result.std
-        assert result is not None
-        action = select_action(result, gumbel, explore, explore_scale)
-        return action, shift(result.mean), result.elite_value.mean(), result.elite_value.std(), result.std[0]
+        noise = PlanNoise(pi_eps, samples, value_eps, q_heads, gumbel, explore)
+        r = solve(self.model, self.model.encode(obs), mean, self.cfg, noise, explore_scale)
+        return r.action, r.state.mean, r.info.elite_value_mean, r.info.elite_value_std, r.info.std
 
 
 class PlannerInitGraph(nn.Module):
-    """``obs (O,)``, ``pi_eps (H, P, A)`` -> latent ``z (dz,)`` and the prior trajectories ``(H, P, A)``."""
+    """``plan_init``: ``obs (O,)``, ``pi_eps (H, P, A)`` -> latent ``z (dz,)`` and prior ``(H, P, A)``."""
 
     def __init__(self, model: WorldModel, cfg: MppiConfig) -> None:
         super().__init__()
@@ -94,15 +71,12 @@ class PlannerInitGraph(nn.Module):
         self.cfg = cfg
 
     def forward(self, obs: Tensor, pi_eps: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
-        z = self.model.encode(obs)
-        return z, policy_trajectories(self.model, z, self.cfg, pi_eps)
+        return plan_init(self.model, obs, pi_eps, self.cfg)
 
 
 class PlannerStepGraph(nn.Module):
-    """One MPPI iteration with its candidate action: state ``(z, prior, mean, std)`` plus one
-    iteration's noise -> refit mean and std, the action this iteration would execute (Gumbel pick +
-    exploration), and the elite value statistics. Calling it ``iterations`` times and shifting the
-    last mean reproduces ``PlannerGraph``.
+    """``plan_step``: state ``(z, prior, mean, std)`` plus one iteration's draws -> refit mean and std,
+    the action this iteration would execute, and the elite value statistics.
     """
 
     def __init__(self, model: WorldModel, cfg: MppiConfig) -> None:
@@ -123,6 +97,8 @@ class PlannerStepGraph(nn.Module):
         explore: Tensor,
         explore_scale: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        result = mppi_iteration(self.model, z, prior, mean, std, samples, value_eps, q_heads, self.cfg)
-        action = select_action(result, gumbel, explore, explore_scale)
-        return result.mean, result.std, action, result.elite_value.mean(), result.elite_value.std()
+        return tuple(
+            plan_step(
+                self.model, z, prior, mean, std, samples, value_eps, q_heads, gumbel, explore, explore_scale, self.cfg
+            )
+        )  # type: ignore[return-value]

@@ -1,7 +1,7 @@
 """Torch -> ONNX: ``policy.onnx``, ``planner.onnx``, ``planner_init.onnx``, ``planner_step.onnx``.
 
-Each file is one of the graph modules of ``wm_control.runtime.graphs`` (the training-time planner
-code, not a re-implementation), exported with the dynamo exporter at opset 18, checked with
+Each file is one of the graph modules of ``export/graphs.py`` (the training-time planner code,
+not a re-implementation), exported with the dynamo exporter at opset 18, checked with
 ``onnx.checker``, and stamped with the model contract (``metadata_props``; also ``model.json``).
 The native fused kernels are switched off during tracing so the graph holds standard ONNX ops
 (LayerNormalization, Softmax, MatMul, ...) that every runtime fuses in its own way.
@@ -21,27 +21,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
+from export.graphs import PlannerGraph, PlannerInitGraph, PlannerStepGraph, PolicyGraph
 from wm_control import native
 from wm_control.contract import ModelContract
 from wm_control.errors import ExportError, check_range
 from wm_control.model.world_model import WorldModel
 from wm_control.planning.config import MppiConfig
-from wm_control.runtime.graphs import PlannerGraph, PlannerInitGraph, PlannerStepGraph, PolicyGraph, io_names
-from wm_control.runtime.weights import weights_sha256
+from wm_control.planning.solve import draw_noise
+from wm_control.runtime.graph_backend import GRAPH_IO, GRAPHS
+from wm_control.runtime.manifest import WEIGHTS_FILE, publish, write_model_json
 
-__all__ = ["GRAPHS", "ExportResult", "export_onnx", "weights_sha256"]
+__all__ = ["GRAPHS", "ExportResult", "export_onnx"]
 
-GRAPHS = ("policy", "planner", "planner_init", "planner_step")
 OPSET = 18
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    """Paths of the written files, by graph name, plus ``model.json``."""
+    """Paths of the written files, by graph name, plus ``weights`` and ``model.json``."""
 
     files: dict[str, Path]
     contract: ModelContract
@@ -59,31 +60,26 @@ def _pure_torch() -> Iterator[None]:
 
 
 def example_inputs(graph: str, model: WorldModel, cfg: MppiConfig, batch: int = 1) -> tuple[torch.Tensor, ...]:
-    """Inputs of the right shapes and dtypes for tracing and parity checks (seeded, deterministic)."""
+    """Inputs of the right shapes and dtypes for tracing (seeded, deterministic)."""
     g = torch.Generator().manual_seed(0)
     mc = model.cfg
-    H, I, K, P = cfg.horizon, cfg.iterations, cfg.num_samples, cfg.num_pi_trajs
-    A, O, dz = mc.action_dim, mc.obs_dim, mc.latent_dim
-
-    def n(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=g)
-
-    def heads(*lead: int) -> torch.Tensor:
-        flat = [torch.randperm(mc.num_q, generator=g)[:2] for _ in range(int(np.prod(lead)) if lead else 1)]
-        return torch.stack(flat).reshape(*lead, 2)
-
-    gumbel = -torch.log(-torch.log(torch.rand(K, generator=g).clamp(1e-20, 1 - 1e-7)))
+    H, P, A = cfg.horizon, cfg.num_pi_trajs, mc.action_dim
+    noise = draw_noise(cfg, A, mc.num_q, g)
+    obs = torch.randn(mc.obs_dim, generator=g)
+    mean = torch.randn(H, A, generator=g).clamp(-1, 1)
     scale = torch.tensor(0.0)
     if graph == "policy":
-        return (n(batch, O),)
+        return (torch.randn(batch, mc.obs_dim, generator=g),)
     if graph == "planner":
-        return (n(O), n(H, A).clamp(-1, 1), n(H, P, A), n(I, H, K - P, A), n(I, K, A), heads(I), gumbel, n(A), scale)
+        return (obs, mean, *noise, scale)
     if graph == "planner_init":
-        return (n(O), n(H, P, A))
+        return (obs, noise.pi_eps)
     if graph == "planner_step":
-        z = torch.softmax(n(dz // mc.simnorm_dim, mc.simnorm_dim), -1).reshape(dz)
+        z = torch.softmax(torch.randn(mc.latent_dim // mc.simnorm_dim, mc.simnorm_dim, generator=g), -1).flatten()
+        prior = torch.randn(H, P, A, generator=g).tanh()
         std = torch.full((H, A), cfg.max_std)
-        return (z, n(H, P, A).tanh(), n(H, A).clamp(-1, 1), std, n(H, K - P, A), n(K, A), heads(), gumbel, n(A), scale)
+        step = (noise.samples[0], noise.value_eps[0], noise.q_heads[0], noise.gumbel, noise.explore)
+        return (z, prior, mean, std, *step, scale)
     raise ExportError(f"unknown graph {graph!r}; valid: {list(GRAPHS)}")
 
 
@@ -104,7 +100,7 @@ def graph_module(graph: str, model: WorldModel, cfg: MppiConfig) -> nn.Module:
 def _export_one(module: nn.Module, inputs: tuple[torch.Tensor, ...], graph: str, opset: int) -> Any:
     import onnx
 
-    in_names, out_names = io_names()[graph]
+    in_names, out_names = (list(names) for names in GRAPH_IO[graph])
     dynamic = {"obs": {0: torch.export.Dim("batch", min=1, max=4096)}} if graph == "policy" else None
     with _pure_torch(), torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -146,10 +142,13 @@ def export_onnx(
     opset: int = OPSET,
     graphs: tuple[str, ...] = GRAPHS,
 ) -> ExportResult:
-    """Export ``graphs`` of ``model`` with planner budget ``planner`` into ``out_dir``.
+    """Export ``graphs`` of ``model`` with planner budget ``planner`` into ``out_dir``, with the
+    weights (``weights.safetensors``, for the torch backend) and ``model.json`` (the contract and the
+    sha256 of every file written, which ``load_backend`` verifies).
 
-    Each file is written to a temporary name and renamed into place, so an interrupted export never
-    leaves a truncated model behind. Raises ``ExportError`` naming the graph that failed.
+    Each file is written to a temporary name and renamed into place, ``model.json`` last, so an
+    interrupted export never leaves a truncated model that looks complete. Raises ``ExportError``
+    naming the graph that failed.
     """
     import onnx
 
@@ -182,11 +181,12 @@ def export_onnx(
         target = out / name
         tmp = target.with_suffix(".onnx.tmp")
         onnx.save_model(proto, str(tmp))
-        tmp.replace(target)
+        publish(tmp, target)
         files[graph] = target
-    model_json = out / "model.json"
-    tmp_json = model_json.with_suffix(".json.tmp")
-    tmp_json.write_text(json.dumps(contract.to_dict(), indent=2, sort_keys=True))
-    tmp_json.replace(model_json)
-    files["model.json"] = model_json
+    weights = out / WEIGHTS_FILE
+    tmp_weights = weights.with_name(f".{WEIGHTS_FILE}.tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp_weights))
+    publish(tmp_weights, weights)
+    files["weights"] = weights
+    files["model.json"] = write_model_json(out, contract, [p.name for p in files.values()])
     return ExportResult(files, contract)

@@ -25,6 +25,7 @@ def build_model(hand: bool = True, scene: bool = True) -> mujoco.MjModel:
 
     Returns:
         The compiled model. The arm's joints, dofs and actuators come first, in ``fr3_joint1..7`` order.
+        Its timestep (the servo period of the simulated 1 kHz layer) and integrator are ``fr3.xml``'s.
     """
     arm = mujoco.MjSpec.from_file(str(ASSETS / "fr3.xml"))
     if hand:
@@ -36,8 +37,8 @@ def build_model(hand: bool = True, scene: bool = True) -> mujoco.MjModel:
     else:
         world = mujoco.MjSpec()
         world.compiler.autolimits = True
-        world.option.timestep = arm.option.timestep
-        world.option.integrator = arm.option.integrator
         mount = world.worldbody.add_frame()
+    world.option.timestep = arm.option.timestep
+    world.option.integrator = arm.option.integrator
     mount.attach_body(arm.body("link0"), "fr3_", "")
     return world.compile()

@@ -8,7 +8,7 @@ import torch
 
 from wm_control.errors import InputError
 from wm_control.model.config import model_config
-from wm_control.planning.mppi import MppiConfig
+from wm_control.planning.config import MppiConfig
 from wm_control.training.agent import TDMPC2, UPDATE_METRICS, AgentConfig, discount_for_episode_length
 from wm_control.training.buffer import EpisodeBuffer
 

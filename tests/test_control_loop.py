@@ -7,166 +7,41 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 
+from tests.fakes import DT, PLANNER, FakeBackend, FakeClock, fr3_control, full_solve, model_contract, refit
 from wm_control.chunking import ChunkConfig, ChunkGenerator
-from wm_control.contract import CONTRACT_VERSION, ModelContract
 from wm_control.errors import ConfigError, InputError, ModelContractError
-from wm_control.observation import REACH_LAYOUT, reach_observation
-from wm_control.planning.config import MppiConfig
+from wm_control.observation import REACH_LAYOUT, ReachObserver, reach_observation
+from wm_control.planning.config import shift
 from wm_control.robot import FR3
-from wm_control.runtime.backend import Backend, PlanNoiseArrays, PlanOutput, StepNoise, StepOutput
+from wm_control.runtime.backend import Backend, PlanNoiseArrays
 from wm_control.runtime.loop import Command, ControlLoop, FallbackLevel, LoopConfig
 from wm_control.runtime.noise import draw_noise_np
 
-DT = 0.02
-PLANNER = MppiConfig(horizon=3, iterations=6, num_samples=16, num_elites=4, num_pi_trajs=2)
 GOAL = np.array([0.5, 0.1, 0.4])
 Q0 = np.array(FR3.start_q)
 DQ0 = np.zeros(7)
-
-
-class FakeClock:
-    """Time only moves when a fake backend call (or the test) advances it."""
-
-    def __init__(self, t: float = 100.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-
-def make_contract(generator: ChunkGenerator, dt: float = DT, robot: str = "fr3") -> ModelContract:
-    return ModelContract(
-        format_version=CONTRACT_VERSION,
-        task="fr3-reach",
-        robot=robot,
-        joint_names=FR3.joint_names,
-        dt=dt,
-        observation=REACH_LAYOUT.to_dict(),
-        action={
-            "meaning": "normalised joint velocity target",
-            "range": [-1.0, 1.0],
-            "velocity_scale": [float(v) for v in generator.velocity_scale],
-        },
-        planner=dataclasses.asdict(PLANNER),
-        model={},
-        model_preset="test",
-        config_hash="0" * 16,
-        training_step=0,
-        export_time="2026-01-01T00:00:00Z",
-        weights_sha256="0" * 64,
-    )
-
-
-def refit(mean: np.ndarray) -> np.ndarray:
-    """The fake's MPPI iteration: nudges each row by a different step, so warm starts are recognisable."""
-    steps = 0.05 * np.arange(1, len(mean) + 1, dtype=np.float32)[:, None]
-    return np.clip(mean + steps, -1.0, 1.0).astype(np.float32)
-
-
-def shift(mean: np.ndarray) -> np.ndarray:
-    return np.concatenate([mean[1:], np.zeros_like(mean[:1])])
-
-
-def full_solve(mean: np.ndarray) -> np.ndarray:
-    """The fake's full solve from warm start ``mean``: the shifted mean it returns."""
-    for _ in range(PLANNER.iterations):
-        mean = refit(mean)
-    return shift(mean)
-
-
+OBSERVER = ReachObserver(FR3)
 PLAN_MEAN = full_solve(np.zeros((PLANNER.horizon, 7), np.float32))  # after one solve from a reset
 
 
-class FakeBackend:
-    """``Backend`` in numpy: each call advances the fake clock by ``cost[call]`` [s] and records its
-    inputs; ``fail[call]`` makes it raise (``"raise"``) or return NaN, out-of-range or misshapen output.
-
-    A full solve equals ``plan_init`` + ``iterations`` x ``plan_step``: iteration k (1-based) returns the
-    action ``0.1 k`` on every joint and ``refit`` of its input mean.
-    """
-
-    name = "fake"
-
-    def __init__(self, clock: FakeClock, generator: ChunkGenerator, **cost: float) -> None:
-        self.clock = clock
-        self.contract = make_contract(generator)
-        self.planner = PLANNER
-        self.obs_dim = REACH_LAYOUT.size
-        self.action_dim = 7
-        self.latent_dim = 8
-        self.num_q = 5
-        self.cost = {"plan": 0.015, "plan_init": 0.001, "plan_step": 0.002, "policy": 0.0005, **cost}
-        self.fail: dict[str, str] = {}
-        self.calls: list[tuple[str, dict[str, object]]] = []
-        self._k = 0
-
-    def _enter(self, call: str, **inputs: object) -> None:
-        self.calls.append((call, {k: np.copy(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()}))
-        self.clock.advance(self.cost[call])
-        if self.fail.get(call) == "raise":
-            raise RuntimeError(f"{call} broke")
-
-    def _action(self, call: str, value: float) -> np.ndarray:
-        mode = self.fail.get(call)
-        if mode == "nan":
-            return np.full(7, np.nan, dtype=np.float32)
-        if mode == "range":
-            return np.full(7, 1.5, dtype=np.float32)
-        if mode == "shape":
-            return np.zeros(6, dtype=np.float32)
-        return np.full(7, value, dtype=np.float32)
-
-    def names(self) -> list[str]:
-        return [c for c, _ in self.calls]
-
-    def inputs(self, call: str) -> list[dict[str, object]]:
-        return [i for c, i in self.calls if c == call]
-
-    def policy(self, obs: np.ndarray) -> np.ndarray:
-        self._enter("policy", obs=obs)
-        return self._action("policy", -0.2)
-
-    def plan(self, obs: np.ndarray, mean: np.ndarray, noise: PlanNoiseArrays, explore_scale: float) -> PlanOutput:
-        self._enter("plan", obs=obs, mean=mean, noise=noise, explore_scale=explore_scale)
-        for _ in range(self.planner.iterations):
-            mean = refit(mean)
-        action = self._action("plan", 0.1 * self.planner.iterations)
-        return PlanOutput(action, shift(mean), 1.5, 0.1, np.ones(7, dtype=np.float32))
-
-    def plan_init(self, obs: np.ndarray, pi_eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self._enter("plan_init", obs=obs, pi_eps=pi_eps)
-        self._k = 0
-        H, P = self.planner.horizon, self.planner.num_pi_trajs
-        return np.zeros(self.latent_dim, dtype=np.float32), np.zeros((H, P, 7), dtype=np.float32)
-
-    def plan_step(
-        self,
-        z: np.ndarray,
-        prior: np.ndarray,
-        mean: np.ndarray,
-        std: np.ndarray,
-        noise: StepNoise,
-        explore_scale: float,
-    ) -> StepOutput:
-        self._enter("plan_step", mean=mean, std=std, noise=noise)
-        self._k += 1
-        return StepOutput(refit(mean), 0.5 * std, self._action("plan_step", 0.1 * self._k), 0.1 * self._k, 0.0)
+def backend_for(clock: FakeClock, generator: ChunkGenerator, **cost: float) -> FakeBackend:
+    """A fake backend whose contract says its actions were shaped by ``generator``."""
+    return FakeBackend(clock, model_contract(fr3_control(generator, dt=generator.dt)), **cost)
 
 
 def make_loop(config: LoopConfig | None = None, **cost: float) -> tuple[ControlLoop, FakeBackend, FakeClock]:
     clock = FakeClock()
     generator = ChunkGenerator(FR3, ChunkConfig(), DT)
-    backend = FakeBackend(clock, generator, **cost)
-    loop = ControlLoop(backend, generator, config or LoopConfig(), clock=clock)
+    backend = backend_for(clock, generator, **cost)
+    loop = ControlLoop(backend, generator, OBSERVER, config or LoopConfig(dt=DT), clock=clock)
     loop.reset(Q0)
     return loop, backend, clock
 
@@ -198,31 +73,50 @@ def test_fake_backend_implements_the_protocol() -> None:
 def test_contract_dt_mismatch_is_refused_naming_dt() -> None:
     clock = FakeClock()
     generator = ChunkGenerator(FR3, ChunkConfig(), 0.01)
-    backend = FakeBackend(clock, generator)  # contract says 0.02 s
+    backend = FakeBackend(clock)  # contract says 0.02 s
     with pytest.raises(ModelContractError, match="'dt'"):
-        ControlLoop(backend, generator, LoopConfig(dt=0.01, margin=0.002), clock=clock)
+        ControlLoop(backend, generator, OBSERVER, LoopConfig(dt=0.01, margin=0.002), clock=clock)
 
 
-def test_contract_robot_and_velocity_scale_mismatch_are_refused() -> None:
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"robot": "panda"}, "'robot'"),
+        ({"joint_names": tuple(f"j{i}" for i in range(7))}, "'joint_names'"),
+        ({"action": {**fr3_control().action, "velocity_scale": [1.0] * 7}}, "'action.velocity_scale[0]'"),
+        ({"action": {**fr3_control().action, "chunk": {**fr3_control().action["chunk"], "jerk_fraction": 0.5}}},
+         "'action.chunk.jerk_fraction'"),
+        ({"action": {**fr3_control().action, "chunk": {**fr3_control().action["chunk"], "servo_period": 0.002}}},
+         "'action.chunk.servo_period' is 0.002"),
+    ],
+)  # fmt: skip
+def test_contract_mismatch_is_refused_naming_the_field(change: dict[str, object], field: str) -> None:
+    """The loop compares the recorded contract with what it drives, field by field."""
     clock = FakeClock()
     generator = ChunkGenerator(FR3, ChunkConfig(), DT)
-    backend = FakeBackend(clock, generator)
-    backend.contract = make_contract(generator, robot="panda")
-    with pytest.raises(ModelContractError, match="'robot'"):
-        ControlLoop(backend, generator, clock=clock)
-    backend.contract = make_contract(generator)
-    faster = ChunkGenerator(FR3, ChunkConfig(velocity_fraction=0.8), DT)
-    with pytest.raises(ModelContractError, match="velocity_scale"):
-        ControlLoop(backend, faster, clock=clock)
+    backend = FakeBackend(clock, model_contract(**change))
+    with pytest.raises(ModelContractError, match=re.escape(field)):
+        ControlLoop(backend, generator, OBSERVER, LoopConfig(dt=DT), clock=clock)
+
+
+def test_observation_layout_differences_are_named_down_to_the_unit() -> None:
+    layout = REACH_LAYOUT.to_dict()
+    fields = [dict(f) for f in layout["fields"]]  # type: ignore[union-attr]
+    fields[4]["unit"] = "m"  # tcp recorded in metres, built in decimetres
+    clock = FakeClock()
+    control = dataclasses.replace(fr3_control(), observation={**layout, "fields": fields})
+    backend = FakeBackend(clock, model_contract(control))
+    generator = ChunkGenerator(FR3, ChunkConfig(), DT)
+    with pytest.raises(ModelContractError, match=r"'observation.fields\[4\].unit' is 'm'; the controller builds 'dm'"):
+        ControlLoop(backend, generator, OBSERVER, LoopConfig(dt=DT), clock=clock)
 
 
 def test_generator_dt_must_match_the_loop() -> None:
     clock = FakeClock()
     generator = ChunkGenerator(FR3, ChunkConfig(), 0.01)
-    backend = FakeBackend(clock, generator)
-    backend.contract = make_contract(generator, dt=DT)
+    backend = FakeBackend(clock)
     with pytest.raises(ConfigError, match="dt"):
-        ControlLoop(backend, generator, LoopConfig(dt=DT), clock=clock)
+        ControlLoop(backend, generator, OBSERVER, LoopConfig(dt=DT), clock=clock)
 
 
 @pytest.mark.parametrize(
@@ -231,7 +125,12 @@ def test_generator_dt_must_match_the_loop() -> None:
 )
 def test_bad_loop_config_is_rejected_by_name(field: str, value: float) -> None:
     with pytest.raises(ConfigError, match=f"LoopConfig.{field}"):
-        LoopConfig(**{field: value})
+        LoopConfig(**{"dt": DT, field: value})
+
+
+def test_loop_config_has_no_period_of_its_own() -> None:
+    with pytest.raises(TypeError, match="dt"):
+        LoopConfig()  # type: ignore[call-arg]
 
 
 def test_reset_rejects_bad_q() -> None:
@@ -308,7 +207,7 @@ def test_budget_too_small_for_any_iteration_gives_the_policy() -> None:
 
 
 def test_without_anytime_a_slow_solve_gives_the_policy() -> None:
-    loop, backend, clock = make_loop(LoopConfig(anytime=False), plan=0.030)
+    loop, backend, clock = make_loop(LoopConfig(dt=DT, anytime=False), plan=0.030)
     tick(loop, clock)
     cmd = tick(loop, clock)
     assert cmd.level == FallbackLevel.POLICY and cmd.reason == "budget"
@@ -402,7 +301,7 @@ def test_warm_start_is_carried_across_ticks() -> None:
 
 def test_same_seed_same_noise() -> None:
     def noises(seed: int) -> list[PlanNoiseArrays]:
-        loop, backend, clock = make_loop(LoopConfig(seed=seed))
+        loop, backend, clock = make_loop(LoopConfig(dt=DT, seed=seed))
         for _ in range(3):
             tick(loop, clock)
         return [i["noise"] for i in backend.inputs("plan")]  # type: ignore[misc]
@@ -451,6 +350,79 @@ def test_wrong_input_holds_and_never_raises(kwargs: dict[str, object], reason: s
     tick(loop, clock)
     cmd = tick(loop, clock, **kwargs)
     assert cmd.level == FallbackLevel.HOLD and cmd.reason == reason
+
+
+def _replaced(vector: np.ndarray, index: int, value: object) -> np.ndarray:
+    out = vector.astype(np.result_type(vector, np.asarray(value)))
+    out[index] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key", "text"),
+    [
+        ({"q": _replaced(Q0, 3, 0.5)}, "implausible input: q",
+         "q[3] (fr3_joint4) = 0.5 rad is outside [-3.0421, -0.1518]"),
+        ({"q": np.degrees(Q0)}, "implausible input: q", "q[1] (fr3_joint2) = -45 rad"),
+        ({"q": _replaced(Q0, 0, 1e30)}, "implausible input: q", "q[0] (fr3_joint1) = 1e+30 rad"),
+        ({"dq": _replaced(DQ0, 4, 1e6)}, "implausible input: dq",
+         "dq[4] (fr3_joint5) = 1e+06 rad/s exceeds the limit 5.26"),
+        ({"goal": np.array([100.0, 100.0, 100.0])}, "goal outside the workspace",
+         "goal[0] = 100 m is outside [0.3, 0.65]"),
+        ({"goal": np.array([0.5, 0.1, 1e30])}, "goal outside the workspace",
+         "goal[2] = 1e+30 m is outside [0.15, 0.55]"),
+        ({"q": Q0 + 0.1j}, "bad input: q", "bad input: q is complex"),
+    ],
+)  # fmt: skip
+def test_implausible_input_holds_naming_it_then_recovers(kwargs: dict[str, object], key: str, text: str) -> None:
+    """Finite but impossible: outside the joint range or velocity limits by more than the robot's
+    tolerance, in degrees, a goal outside the trained workspace, a complex number. The model is not
+    asked; the loop holds with the reason and recovers on the next good state.
+    """
+    loop, backend, clock = make_loop()
+    tick(loop, clock)
+    n_calls = len(backend.calls)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ComplexWarning: the imaginary part is not silently dropped
+        cmd = tick(loop, clock, **kwargs)
+    assert cmd.level == FallbackLevel.HOLD and text in cmd.reason, cmd.reason
+    assert len(backend.calls) == n_calls
+    assert loop.counters[key] == 1
+    assert tick(loop, clock).level == FallbackLevel.MPPI and loop.counters["recovery"] == 1
+
+
+def test_the_tolerances_are_the_robots() -> None:
+    """Just inside the tolerance is a state; the tolerance is RobotSpec's, not the loop's."""
+    loop, _, clock = make_loop()
+    q = Q0.copy()
+    q[3] = FR3.limits.q_max[3] + 0.9 * FR3.position_tolerance
+    assert tick(loop, clock, q=q).level == FallbackLevel.MPPI
+    q[3] = FR3.limits.q_max[3] + 1.1 * FR3.position_tolerance
+    assert tick(loop, clock, q=q).level == FallbackLevel.HOLD
+
+
+def test_a_repeated_or_older_state_holds_until_a_newer_one() -> None:
+    loop, backend, clock = make_loop()
+    tick(loop, clock)
+    clock.advance(DT)
+    stamp = clock()
+    assert loop.step(stamp, Q0, DQ0, GOAL).level == FallbackLevel.MPPI
+    clock.advance(0.01)
+    cmd = loop.step(stamp, Q0, DQ0, GOAL)  # no new measurement since the last tick
+    assert cmd.level == FallbackLevel.HOLD and cmd.reason.startswith("repeated state")
+    clock.advance(0.01)
+    cmd = loop.step(stamp - 0.005, Q0, DQ0, GOAL)  # reordered: older than the one planned from
+    assert cmd.level == FallbackLevel.HOLD and cmd.reason == "state older than the last: 5.0 ms before it"
+    assert loop.counters["repeated state"] == 1 and loop.counters["state older than the last"] == 1
+    assert tick(loop, clock).level == FallbackLevel.MPPI
+    loop.reset(Q0)  # a new episode may restart the clock
+    assert loop.step(clock() - 0.01, Q0, DQ0, GOAL).level == FallbackLevel.MPPI
+
+
+def test_reset_refuses_an_implausible_state() -> None:
+    loop, _, _ = make_loop()
+    with pytest.raises(InputError, match=r"reset: implausible input: q\[3\] \(fr3_joint4\)"):
+        loop.reset(_replaced(Q0, 3, 0.5))
 
 
 def test_stale_or_future_state_holds() -> None:
@@ -520,8 +492,8 @@ def test_chunks_and_observations_follow_the_training_env() -> None:
 def test_first_tick_without_reset_starts_at_rest_at_q() -> None:
     clock = FakeClock()
     generator = ChunkGenerator(FR3, ChunkConfig(), DT)
-    backend = FakeBackend(clock, generator)
-    loop = ControlLoop(backend, generator, clock=clock)
+    backend = backend_for(clock, generator)
+    loop = ControlLoop(backend, generator, OBSERVER, LoopConfig(dt=DT), clock=clock)
     cmd = tick(loop, clock, q=np.full(7, np.nan))  # no valid q yet: nothing to send
     assert cmd.level == FallbackLevel.HOLD and cmd.chunk.positions.shape == (0, 7)
     assert loop.command_state is None
@@ -532,7 +504,7 @@ def test_first_tick_without_reset_starts_at_rest_at_q() -> None:
 
 
 def test_latency_history_forgets_old_spikes() -> None:
-    loop, backend, clock = make_loop(LoopConfig(latency_window=3), plan=0.030)
+    loop, backend, clock = make_loop(LoopConfig(dt=DT, latency_window=3), plan=0.030)
     tick(loop, clock)  # a one-off slow solve
     backend.cost["plan"] = 0.010
     for _ in range(3):
@@ -549,7 +521,7 @@ def test_a_rare_spike_does_not_stop_full_solves(quantile: float, full_solves_aft
     the usual 10 ms and keeps calling the full solve; the worst case (1.0) plans iteration by
     iteration instead (here all iterations still fit, so those ticks are MPPI too).
     """
-    loop, backend, clock = make_loop(LoopConfig(latency_window=20, latency_quantile=quantile), plan=0.010)
+    loop, backend, clock = make_loop(LoopConfig(dt=DT, latency_window=20, latency_quantile=quantile), plan=0.010)
     for _ in range(9):
         assert tick(loop, clock).level == FallbackLevel.MPPI
     backend.cost["plan"] = 0.030
@@ -565,4 +537,4 @@ def test_a_rare_spike_does_not_stop_full_solves(quantile: float, full_solves_aft
 
 def test_latency_quantile_is_validated() -> None:
     with pytest.raises(ConfigError, match=r"LoopConfig.latency_quantile"):
-        LoopConfig(latency_quantile=0.0)
+        LoopConfig(dt=DT, latency_quantile=0.0)

@@ -81,6 +81,16 @@ def test_train_then_eval(tmp_path: Path) -> None:
     assert contract["robot"] == "fr3" and contract["dt"] == 0.02 and contract["training_step"] == 60
     assert contract["observation"]["name"] == "fr3-reach-v4" and contract["planner"]["num_elites"] == 32
     assert json.loads((tmp_path / "exp" / "parity.json").read_text())["passed"] is True
+    # A deployment budget by name (what make export does); a planner value on the command line still wins.
+    dep = _run(
+        "apps.export", f"checkpoint={run_dir}", f"out={tmp_path / 'dep'}", "deploy=fr3-reach", "planner.num_elites=128",
+        "parity_cases=1", "threads=1", cwd=tmp_path,
+    )  # fmt: skip
+    assert dep.returncode == 0, dep.stderr[-2000:]
+    planner = json.loads((tmp_path / "dep" / "model.json").read_text())["planner"]
+    assert (planner["num_samples"], planner["iterations"], planner["num_elites"]) == (128, 2, 128)
+    unknown = _run("apps.export", f"checkpoint={run_dir}", f"out={tmp_path / 'x'}", "deploy=nope", cwd=tmp_path)
+    assert unknown.returncode == 2 and "wm-control-export: error: deploy='nope'" in unknown.stderr
     missing = _run("apps.export", f"checkpoint={tmp_path / 'nowhere'}", f"out={tmp_path / 'x'}", cwd=tmp_path)
     assert missing.returncode == 2 and "wm-control-export: error:" in missing.stderr
     if importlib.util.find_spec("tensorrt") is None:  # CI: the engine build is refused before any export
@@ -145,3 +155,67 @@ def test_resumed_config_keeps_the_checkpoint_and_applies_schedule_overrides() ->
         resumed_config(stored, requested, override_keys(["task=fr3-reach"]), "ckpt")
     with pytest.raises(ConfigError, match="train.seed: checkpoint 1 != requested 2"):
         resumed_config(stored, {**requested, "train": {"steps": 100, "seed": 2}}, ["train.seed"], "ckpt")
+
+
+def _compose(config: str, overrides: list[str]) -> dict:
+    """A hydra config as the entry point receives it (plain data, resolved)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from apps.common import config_dir, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name=config, overrides=overrides)
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(plain, dict)
+    return plain
+
+
+def test_a_plain_fr3_reach_run_trains_as_the_shipped_model_was_trained() -> None:
+    """No planner argument: the task's own training budget, the one models/fr3-reach recorded; DMC tasks
+    get TD-MPC2's. A planner value on the command line still wins.
+    """
+    from apps.common import resolve_run
+    from wm_control.training.checkpoint import load_checkpoint
+
+    shipped = load_checkpoint(Path(__file__).parents[1] / "models" / "fr3-reach").config
+    reach = resolve_run(_compose("train", ["task=fr3-reach"]))
+    assert reach["planner"] == shipped["planner"] and reach["task"]["episodic"] is True
+    dmc = resolve_run(_compose("train", ["task=dmc/cartpole-swingup"]))
+    assert (dmc["planner"]["num_samples"], dmc["planner"]["iterations"], dmc["task"]["episodic"]) == (512, 6, False)
+    assert resolve_run(_compose("train", ["planner.num_samples=64"]))["planner"]["num_samples"] == 64
+
+
+def test_the_deployment_budget_is_one_file() -> None:
+    from apps.common import deploy_planner, planner_budget
+    from wm_control.errors import ConfigError
+    from wm_control.planning.config import MppiConfig
+
+    budget = MppiConfig(**deploy_planner("fr3-reach"))
+    assert (budget.num_samples, budget.iterations, budget.horizon) == (128, 2, 3)
+    assert planner_budget({"iterations": 3, "num_samples": None}, deploy_planner("fr3-reach"))["iterations"] == 3
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    assert "deploy=fr3-reach" in makefile and "planner.num_samples" not in makefile
+    with pytest.raises(ConfigError, match=r"deploy='nope': no .*deployment/nope.yaml; valid: \['fr3-reach'\]"):
+        deploy_planner("nope")
+
+
+def test_a_checkpoint_without_a_recorded_contract_is_refused_until_migrated(tmp_path: Path) -> None:
+    from apps.common import env_factory, recorded_contract
+    from scripts.migrate_checkpoint import migrate
+    from wm_control.errors import ModelContractError
+    from wm_control.training.checkpoint import load_checkpoint, save_checkpoint
+
+    shipped = load_checkpoint(Path(__file__).parents[1] / "models" / "fr3-reach")
+    old = {k: v for k, v in shipped.state.items() if k not in ("contract", "contract_migrated")}
+    path = save_checkpoint(tmp_path, "old", shipped.tensors, old, None, update_latest=False)
+    env = env_factory(shipped.config["task"])(False)
+    with pytest.raises(ModelContractError, match="records no control contract.*migrate_checkpoint.py"):
+        recorded_contract(load_checkpoint(path), env)
+    with pytest.raises(ModelContractError, match="--layout fr3-reach-v3: today's 'fr3-reach' task builds"):
+        migrate(path, "fr3-reach-v3")
+    assert "recorded the fr3-reach-v4 contract" in migrate(path, "fr3-reach-v4")
+    migrated = load_checkpoint(path)
+    assert recorded_contract(migrated, env).to_dict() == shipped.contract
+    assert "already records" in migrate(path, "fr3-reach-v4")

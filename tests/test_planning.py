@@ -11,7 +11,9 @@ from torch import Tensor
 from wm_control.errors import ConfigError, InputError
 from wm_control.model.config import model_config
 from wm_control.model.world_model import WorldModel
-from wm_control.planning.mppi import MppiConfig, PlanState, _trajectory_value, draw_noise, plan, plan_flops
+from wm_control.planning.config import MppiConfig
+from wm_control.planning.mppi import _trajectory_value, plan_flops
+from wm_control.planning.solve import PlanState, draw_noise, plan
 
 SMALL = MppiConfig(horizon=3, iterations=4, num_samples=128, num_elites=16, num_pi_trajs=8)
 
@@ -89,10 +91,22 @@ def test_eval_mode_removes_exploration_noise() -> None:
     assert not torch.equal(a_eval, a_expl)
 
 
-def test_mppi_weights_are_a_distribution() -> None:
-    # The final mean is a convex combination of elites: inside the hull of the sampled actions.
-    res = _solve(Quadratic(torch.tensor([0.2, 0.1])), torch.zeros(2))
-    assert res.state.mean.abs().max() <= 1.0
+def test_mppi_weights_are_a_distribution_that_favours_higher_values() -> None:
+    from wm_control.planning.mppi import mppi_iteration, policy_trajectories
+
+    model, z, cfg = Quadratic(torch.tensor([0.2, 0.1])), torch.zeros(2), SMALL
+    noise = draw_noise(cfg, 2, 2, torch.Generator().manual_seed(0))
+    prior = policy_trajectories(model, z, cfg, noise.pi_eps)
+    mean, std = torch.zeros(3, 2), torch.full((3, 2), cfg.max_std)
+    r = mppi_iteration(model, z, prior, mean, std, noise.samples[0], noise.value_eps[0], noise.q_heads[0], cfg)
+    w, v = r.weight, r.elite_value
+    assert torch.all(w >= 0) and float(w.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert len(torch.unique(v)) > 1, "distinct elite values, or the ordering below says nothing"
+    order = torch.argsort(v)
+    assert torch.all(torch.diff(w[order]) >= 0), "a higher value never gets a smaller weight"
+    assert float(w[order[-1]]) > float(w[order[0]])
+    # The refit mean is the weighted mean of the elites (a convex combination, so inside their hull).
+    torch.testing.assert_close(r.mean, torch.einsum("e,hea->ha", w, r.elite_actions))
 
 
 def test_shape_errors_name_the_input() -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -13,23 +15,22 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 
 from export.onnx_export import GRAPHS, export_onnx
 from export.parity import FP32_TOLERANCE, ParityResult, compare_backends, decode_resolution
-from wm_control.chunking import ChunkConfig, ChunkGenerator
-from wm_control.contract import CONTRACT_VERSION, ModelContract
-from wm_control.errors import ConfigError, ModelContractError
+from tests.fakes import ShiftedPlans, model_contract
+from wm_control.contract import ModelContract
+from wm_control.errors import ConfigError, ExportError, ModelContractError
 from wm_control.model.config import model_config
+from wm_control.model.weights import weights_sha256
 from wm_control.model.world_model import WorldModel
 from wm_control.observation import REACH_LAYOUT
 from wm_control.planning.config import MppiConfig
-from wm_control.planning.mppi import draw_noise
+from wm_control.planning.solve import draw_noise
 from wm_control.robot import FR3
 from wm_control.runtime.load import load_backend
+from wm_control.runtime.manifest import embedded_contract
 from wm_control.runtime.noise import check_noise, draw_noise_np
-from wm_control.runtime.onnx_backend import load_onnx_contract
-from wm_control.runtime.weights import weights_sha256
 
 PLANNER = MppiConfig(horizon=3, iterations=3, num_samples=64, num_elites=8, num_pi_trajs=4, discount=0.97)
 
@@ -48,28 +49,7 @@ def _model(episodic: bool = True) -> WorldModel:
 
 
 def _contract(m: WorldModel, **changes: object) -> ModelContract:
-    c = ModelContract(
-        format_version=CONTRACT_VERSION,
-        task="fr3-reach",
-        robot="fr3",
-        joint_names=FR3.joint_names,
-        dt=0.02,
-        observation=REACH_LAYOUT.to_dict(),
-        action={
-            "meaning": "normalised joint velocity",
-            "low": -1.0,
-            "high": 1.0,
-            "velocity_scale": [float(v) for v in ChunkGenerator(FR3, ChunkConfig(), 0.02).velocity_scale],
-        },
-        planner=dataclasses.asdict(PLANNER),
-        model=dataclasses.asdict(m.cfg),
-        model_preset="small",
-        config_hash="0123456789abcdef",
-        training_step=123,
-        export_time="2026-11-22T00:00:00+00:00",
-        weights_sha256=weights_sha256(m),
-    )
-    return dataclasses.replace(c, **changes)  # type: ignore[arg-type]
+    return model_contract(planner=PLANNER, model=dataclasses.asdict(m.cfg), weights_sha256=weights_sha256(m), **changes)
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["episodic", "continuing"])
@@ -78,37 +58,27 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     out = tmp_path_factory.mktemp("export")
     m = _model(episodic=request.param)
     export_onnx(m, _contract(m), PLANNER, out)
-    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(out / "weights.safetensors"))
     return out, m
 
 
 def test_files_are_valid_onnx_with_the_contract(exported: tuple[Path, WorldModel]) -> None:
     out, m = exported
     stored = json.loads((out / "model.json").read_text())
+    files = stored.pop("files")
+    assert sorted(files) == sorted([f"{g}.onnx" for g in GRAPHS] + ["weights.safetensors"])
+    for name, digest in files.items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest, name
+        assert (out / name).stat().st_mode & 0o777 == (out / "model.json").stat().st_mode & 0o777, name
     for graph in GRAPHS:
         proto = onnx.load(str(out / f"{graph}.onnx"))
         onnx.checker.check_model(proto, full_check=True)
         assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
-        contract = load_onnx_contract(out / f"{graph}.onnx")
-        assert contract.to_dict() == stored
-        assert contract.weights_sha256 == weights_sha256(m) and contract.planner["num_samples"] == 64
+        contract = embedded_contract(out / f"{graph}.onnx")
+        assert contract == stored
+        assert contract["weights_sha256"] == weights_sha256(m) and contract["planner"]["num_samples"] == 64
 
 
-class _Shifted:
-    """A backend that returns ``inner``'s plans with the action moved by ``delta``."""
-
-    def __init__(self, inner: object, delta: float) -> None:
-        self._inner, self._delta = inner, delta
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
-
-    def plan(self, *args: object):  # noqa: ANN202
-        out = self._inner.plan(*args)  # type: ignore[attr-defined]
-        return out._replace(action=out.action + self._delta)
-
-
-class _Tied(_Shifted):
+class _Tied(ShiftedPlans):
     """``inner`` whose every solve reports an elite tie."""
 
     def elite_margins(self, *args: object) -> np.ndarray:
@@ -133,10 +103,10 @@ def test_parity_tolerances_follow_the_value_resolution() -> None:
 def test_parity_catches_a_wrong_action_and_sets_ties_aside(exported: tuple[Path, WorldModel]) -> None:
     out, _ = exported
     torch_backend = load_backend(out, "torch")
-    wrong = compare_backends(torch_backend, _Shifted(torch_backend, 0.05), cases=2)
+    wrong = compare_backends(torch_backend, ShiftedPlans(torch_backend, 0.05), cases=2)
     assert wrong.tie_cases == 0 and not wrong.verdict(FP32_TOLERANCE)[1]
     assert wrong.diffs["planner.action[eval]"] == pytest.approx(0.05, rel=1e-3)
-    tied = compare_backends(_Tied(torch_backend, 0.0), _Shifted(torch_backend, 0.05), cases=2)
+    tied = compare_backends(_Tied(torch_backend, 0.0), ShiftedPlans(torch_backend, 0.05), cases=2)
     assert tied.tie_cases == 2 and "planner.action[eval][tie]" in tied.diffs
     assert "planner.action[eval]" not in tied.diffs and not tied.verdict(FP32_TOLERANCE)[1]
 
@@ -207,16 +177,19 @@ def test_numpy_and_torch_noise_have_the_same_shapes() -> None:
         ({"robot": "panda"}, "'robot'"),
         ({"dt": 0.01}, "'dt'"),
         ({"joint_names": ("a",) * 7}, "'joint_names'"),
-        ({"observation_size": 39}, "'observation'"),
-        ({"observation_layout": "fr3-reach-v2"}, "'observation'"),
-        ({"velocity_scale": [9.0] * 7}, "'action.velocity_scale'"),
+        ({"observation": {**REACH_LAYOUT.to_dict(), "size": 39}}, "'observation.size' is 40"),
+        ({"observation": {**REACH_LAYOUT.to_dict(), "name": "fr3-reach-v2"}}, "'observation.name'"),
+        ({"velocity_scale": [9.0] * 7}, "'action.velocity_scale[0]'"),
+        ({"chunk": {}}, "'action.chunk.acceleration_fraction' is 0.8; the controller shapes chunks with '<missing>'"),
     ],
 )
 def test_contract_check_names_the_field(kwargs: dict[str, object], field: str) -> None:
-    m = _model()
-    c = _contract(m)
-    c.check(robot="fr3", dt=0.02, joint_names=FR3.joint_names, observation_size=40, observation_layout="fr3-reach-v4")
-    with pytest.raises(ModelContractError, match=field):
+    c = _contract(_model())
+    c.check(
+        robot="fr3", dt=0.02, joint_names=FR3.joint_names, observation=REACH_LAYOUT.to_dict(),
+        velocity_scale=c.action["velocity_scale"], chunk=c.action["chunk"],
+    )  # fmt: skip
+    with pytest.raises(ModelContractError, match=re.escape(field)):
         c.check(**kwargs)  # type: ignore[arg-type]
 
 
@@ -231,19 +204,82 @@ def test_contract_round_trip_and_version_check() -> None:
         ModelContract.from_metadata({"producer": "x"})
 
 
-def test_mixed_or_tampered_exports_are_refused(exported: tuple[Path, WorldModel], tmp_path: Path) -> None:
-    out, m = exported
+def _largest_initializer_offset(path: Path) -> int:
+    """Byte offset of the middle of the largest weight tensor stored in an ONNX file."""
+    proto = onnx.load(str(path))
+    raw = max((t.raw_data for t in proto.graph.initializer), key=len)
+    return path.read_bytes().index(raw) + len(raw) // 2
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x40  # a high bit of one float's byte: a changed weight, still a valid file
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name", ["planner.onnx", "policy.onnx", "planner_step.onnx", "weights.safetensors"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_a_flipped_byte_in_any_file_is_refused_before_inference(
+    exported: tuple[Path, WorldModel], tmp_path: Path, name: str, backend: str
+) -> None:
+    out, _ = exported
     folder = tmp_path / "copy"
     shutil.copytree(out, folder)
-    weights = load_file(str(folder / "weights.safetensors"))
-    weights = {k: (v + 1.0 if k.startswith("pi_head") else v) for k, v in weights.items()}
-    save_file(weights, str(folder / "weights.safetensors"))
-    with pytest.raises(ModelContractError, match="weights_sha256"):
-        load_backend(folder, "torch")
-    other = json.loads((folder / "model.json").read_text())
-    other["weights_sha256"] = "0" * 64
-    (folder / "model.json").write_text(json.dumps(other))
-    with pytest.raises(ModelContractError, match="different exports"):
+    path = folder / name
+    _flip(path, _largest_initializer_offset(path) if name.endswith(".onnx") else path.stat().st_size // 2)
+    with pytest.raises(ExportError, match=re.escape(f"{name}: sha256")):
+        load_backend(folder, backend)
+
+
+@pytest.mark.parametrize("cut", ["half", "last 20 bytes"])
+def test_a_truncated_file_is_refused_naming_it(exported: tuple[Path, WorldModel], tmp_path: Path, cut: str) -> None:
+    out, _ = exported
+    folder = tmp_path / "copy"
+    shutil.copytree(out, folder)
+    data = (folder / "planner.onnx").read_bytes()
+    (folder / "planner.onnx").write_bytes(data[: len(data) // 2] if cut == "half" else data[:-20])
+    with pytest.raises(ExportError, match="planner.onnx: sha256 .* truncated"):
+        load_backend(folder, "onnxruntime")
+    (folder / "model.json").write_text((out / "model.json").read_text()[:200])
+    with pytest.raises(ExportError, match="model.json is not valid JSON"):
+        load_backend(folder, "onnxruntime")
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        ({"dt": 0.01}, "'dt'"),
+        ({"planner": {**dataclasses.asdict(PLANNER), "iterations": 5}}, "'planner.iterations'"),
+        ({"config_hash": "f" * 16}, "'config_hash'"),
+        ({"weights_sha256": "0" * 64}, "'weights_sha256'"),
+    ],
+)
+def test_model_json_is_compared_with_every_embedded_contract(
+    exported: tuple[Path, WorldModel], tmp_path: Path, edit: dict[str, object], field: str
+) -> None:
+    """An edited model.json (or files of two exports in one folder) is refused, naming the field."""
+    out, _ = exported
+    folder = tmp_path / "copy"
+    shutil.copytree(out, folder)
+    data = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps({**data, **edit}))
+    with pytest.raises(ModelContractError, match=f"embedded contract field {re.escape(field)} differs from model.json"):
+        load_backend(folder, "onnxruntime")
+
+
+def test_files_outside_the_manifest_are_refused(exported: tuple[Path, WorldModel], tmp_path: Path) -> None:
+    out, _ = exported
+    folder = tmp_path / "copy"
+    shutil.copytree(out, folder)
+    with pytest.raises(ExportError, match=r"policy.fp16.onnx is not part of this export"):
+        load_backend(folder, "onnxruntime", fp16=True)
+    data = json.loads((folder / "model.json").read_text())
+    del data["files"]
+    (folder / "model.json").write_text(json.dumps(data))
+    with pytest.raises(ExportError, match="lacks the sha256 list"):
+        load_backend(folder, "onnxruntime")
+    (folder / "model.json").write_text(json.dumps({**data, "format_version": 1}))
+    with pytest.raises(ModelContractError, match="format_version 1 is not supported"):
         load_backend(folder, "onnxruntime")
 
 
@@ -283,13 +319,13 @@ def test_control_loop_runs_the_exported_planner(exported: tuple[Path, WorldModel
     """The ROS-free loop on the real onnxruntime backend and chunk generator: it plans (never holds)
     from the FR3 start pose, and each chunk starts where the previous command state was.
     """
-    from wm_control.runtime import ControlLoop, FallbackLevel, LoopConfig
+    from wm_control.runtime import FallbackLevel, control_loop
 
     out, _ = exported
     backend = load_backend(out, "onnxruntime", threads=1)
-    generator = ChunkGenerator(FR3, ChunkConfig(), 0.02)
     now = [100.0]
-    loop = ControlLoop(backend, generator, LoopConfig(margin=0.004), clock=lambda: now[0])
+    loop = control_loop(backend, clock=lambda: now[0], margin=0.004)
+    generator = loop.generator
     assert FR3.start_q is not None
     q = np.array(FR3.start_q)
     loop.reset(q)

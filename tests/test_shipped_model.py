@@ -1,7 +1,8 @@
 """The trained fr3-reach model the repository ships (``models/fr3-reach``, a model-only checkpoint):
-it loads with today's code, its contract matches the task as ``sim.make("fr3-reach")`` builds it, and
-it still reaches its targets in closed loop. A change to the observation, the action scaling or the
-model code that would silently break the shipped model fails here.
+it loads with today's code, the control contract it recorded (observation layout with units, action
+scaling and chunk shaping, dt, goal space) is what ``sim.make("fr3-reach")`` builds today, and it still
+reaches its targets in closed loop. A change to the observation, the action scaling or the model code
+that would silently break the shipped model fails here.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 
 import sim
-from apps.common import build_agent, env_factory
-from export.contract import make_contract
+from apps.common import build_agent, env_factory, recorded_contract
+from sim.contract import control_contract
+from wm_control.contract import first_difference
 from wm_control.evaluation import run_episode
 from wm_control.training.checkpoint import load_checkpoint
 
@@ -37,14 +39,13 @@ def test_shipped_model_is_model_only_and_small(shipped: tuple) -> None:
 
 
 def test_shipped_model_matches_the_default_task(shipped: tuple) -> None:
-    """The env the model was trained on is the one ``sim.make("fr3-reach")`` gives today."""
-    ckpt, env, agent = shipped
-    default = sim.make("fr3-reach")
-    trained = make_contract(ckpt.config, env, agent.model, agent.planner, 0)
-    today = make_contract(ckpt.config, default, agent.model, agent.planner, 0)
-    assert trained.observation == today.observation
-    assert trained.action == today.action
-    assert trained.dt == today.dt and trained.joint_names == today.joint_names
+    """What the model recorded when it was trained is what ``sim.make("fr3-reach")`` builds today, and
+    what its own run config builds (the check export and eval make).
+    """
+    ckpt, env, _ = shipped
+    recorded = recorded_contract(ckpt, env)
+    assert recorded.observation["name"] == "fr3-reach-v4" and recorded.dt == 0.02
+    assert first_difference(recorded.to_dict(), control_contract(sim.make("fr3-reach")).to_dict()) is None
 
 
 @pytest.mark.slow

@@ -1,9 +1,12 @@
-"""The model contract: what an exported model was trained for, stored inside the file.
+"""The control contract a model is trained under, and the model contract an export carries.
 
-Observation layout, action meaning and scaling, joint names, control period, robot, planner budget,
-model preset, config hash, training step, export time and a hash of the weights travel as ONNX
-``metadata_props`` (and ``model.json`` beside the files). A controller builds the contract it
-expects and ``check`` refuses a mismatch, naming the field that differs.
+``ControlContract`` is recorded when training starts, from the env the model learns on (robot, joint
+names, control period ``dt``, observation layout with units, action meaning and scaling, including
+how actions become trajectory chunks). Checkpoints store it; export copies it, never rebuilding it
+from today's code. ``ModelContract`` is that plus provenance (task, planner budget baked into the
+graphs, model config, hashes), stored in ``model.json`` beside the exported files and inside every
+ONNX file (``metadata_props``). A controller states what it drives and ``ModelContract.check``
+refuses a mismatch, naming the field that differs.
 """
 
 from __future__ import annotations
@@ -11,23 +14,125 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from wm_control.errors import ModelContractError
 
-__all__ = ["CONTRACT_VERSION", "ModelContract"]
+__all__ = ["CONTRACT_VERSION", "ControlContract", "ModelContract", "first_difference"]
 
-CONTRACT_VERSION = 1
+# 2: the goal's workspace is part of the contract, and model.json lists every exported file's sha256.
+CONTRACT_VERSION = 2
+
+
+def first_difference(expected: Any, actual: Any, path: str = "") -> str | None:
+    """The dotted path of the first place where two plain-data values differ (``None`` if equal).
+
+    Floats compare with a relative tolerance of 1e-9 (JSON round trips); lists compare by length,
+    then element by element (``path[i]``); dicts by key set, then value by value.
+    """
+    if isinstance(expected, Mapping) and isinstance(actual, Mapping):
+        for key in sorted(set(expected) | set(actual), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in expected or key not in actual:
+                return sub
+            found = first_difference(expected[key], actual[key], sub)
+            if found is not None:
+                return found
+        return None
+    if isinstance(expected, Sequence) and not isinstance(expected, str):
+        if not isinstance(actual, Sequence) or isinstance(actual, str) or len(expected) != len(actual):
+            return path
+        for i, (a, b) in enumerate(zip(expected, actual, strict=True)):
+            found = first_difference(a, b, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return None if expected is actual else path
+    if isinstance(expected, int | float) and isinstance(actual, int | float):
+        return None if math.isclose(expected, actual, rel_tol=1e-9, abs_tol=1e-12) else path
+    return None if expected == actual else path
+
+
+def _lookup(data: Any, path: str) -> Any:
+    """The value at a ``first_difference`` path (``"<missing>"`` where it does not exist)."""
+    node = data
+    for part in path.replace("[", ".[").split("."):
+        if not part:
+            continue
+        try:
+            node = node[int(part[1:-1])] if part.startswith("[") else node[part]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return "<missing>"
+    return node
+
+
+@dataclass(frozen=True)
+class ControlContract:
+    """What a model was trained to control, recorded at training time.
+
+    robot: robot name (``"fr3"``; ``"none"`` for envs that are not a robot, e.g. dm_control).
+    joint_names: the robot's joints, in observation and action order.
+    dt: control period [s]: one action per ``dt``.
+    observation: the layout (``ObservationLayout.to_dict()``: ``name``, ``size``, ``fields`` with
+        ``name``, ``size``, ``unit``, ``description``).
+    action: ``meaning``, ``size``, ``low``, ``high``, ``velocity_scale`` (per joint [rad/s] at action
+        1.0; empty when actions are not joint velocities) and ``chunk`` (the ``ChunkConfig`` the
+        actions were shaped with, its servo period filled in).
+    goal: what a goal is and where the model was trained to reach: ``name``, ``size``, ``unit``,
+        ``frame`` and the box ``low`` / ``high`` that deployed goals must lie in (``name`` ``"none"``
+        and ``size`` 0 for tasks without a goal).
+    """
+
+    robot: str
+    joint_names: tuple[str, ...]
+    dt: float
+    observation: dict[str, Any]
+    action: dict[str, Any]
+    goal: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.dt, int | float) and self.dt > 0 and math.isfinite(self.dt)):
+            raise ModelContractError(f"contract field 'dt' is {self.dt!r}; valid: a period in seconds > 0")
+        for name in ("observation", "action", "goal"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ModelContractError(f"contract field {name!r} must be a mapping; got {getattr(self, name)!r}")
+        if not isinstance(self.observation.get("size"), int):
+            raise ModelContractError(f"contract field 'observation.size' is {self.observation.get('size')!r}")
+        object.__setattr__(self, "joint_names", tuple(self.joint_names))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (for ``state.json`` and ``model.json``)."""
+        return {
+            "robot": self.robot,
+            "joint_names": list(self.joint_names),
+            "dt": self.dt,
+            "observation": self.observation,
+            "action": self.action,
+            "goal": self.goal,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ControlContract:
+        """Inverse of ``to_dict``; a missing field is a ``ModelContractError`` naming it."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise ModelContractError(f"control contract lacks field(s) {missing}")
+        return cls(**{n: data[n] for n in names})
 
 
 @dataclass(frozen=True)
 class ModelContract:
     """Everything a controller must agree with before it runs a model.
 
-    Fields that a runtime checks: ``format_version``, ``robot``, ``joint_names``, ``dt``,
-    ``observation`` (layout dict), ``action`` (meaning, range, per-joint velocity scale [rad/s] and
-    the chunk shaping config). The rest describes provenance.
+    The control fields (``robot``, ``joint_names``, ``dt``, ``observation``, ``action``, ``goal``:
+    see ``ControlContract``) are what a runtime checks; ``format_version`` what it can read. The rest
+    describes provenance: ``planner`` (the budget baked into the planner graphs), ``model`` (the
+    ``ModelConfig``), ``config_hash`` of the training run, ``training_step``, ``export_time`` and
+    ``weights_sha256``.
     """
 
     format_version: int
@@ -37,6 +142,7 @@ class ModelContract:
     dt: float
     observation: dict[str, Any]
     action: dict[str, Any]
+    goal: dict[str, Any]
     planner: dict[str, Any]
     model: dict[str, Any]
     model_preset: str
@@ -44,6 +150,11 @@ class ModelContract:
     training_step: int
     export_time: str
     weights_sha256: str
+
+    @property
+    def control(self) -> ControlContract:
+        """The control fields."""
+        return ControlContract(self.robot, self.joint_names, self.dt, self.observation, self.action, self.goal)
 
     # --- (de)serialisation ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -86,13 +197,17 @@ class ModelContract:
         self,
         *,
         robot: str | None = None,
-        joint_names: tuple[str, ...] | list[str] | None = None,
+        joint_names: Sequence[str] | None = None,
         dt: float | None = None,
-        observation_layout: str | None = None,
-        observation_size: int | None = None,
-        velocity_scale: list[float] | tuple[float, ...] | None = None,
+        observation: Mapping[str, Any] | None = None,
+        velocity_scale: Sequence[float] | None = None,
+        chunk: Mapping[str, Any] | None = None,
     ) -> None:
-        """Raise ``ModelContractError`` naming the first field that differs from what is expected."""
+        """Raise ``ModelContractError`` naming the first field that differs from what the controller
+        does: the robot, its joint names, the control period [s], the observation layout it builds
+        (compared field by field, units included), the velocity at action 1.0 [rad/s] and the chunk
+        shaping (``ChunkConfig`` as a dict, servo period included).
+        """
         if robot is not None and robot != self.robot:
             raise ModelContractError(
                 f"model contract field 'robot' is {self.robot!r}; this controller drives {robot!r}"
@@ -105,21 +220,21 @@ class ModelContract:
             raise ModelContractError(
                 f"model contract field 'dt' is {self.dt} s ({1 / self.dt:.0f} Hz); the controller runs at {dt} s"
             )
-        if observation_layout is not None and observation_layout != self.observation.get("name"):
-            raise ModelContractError(
-                f"model contract field 'observation' is layout {self.observation.get('name')!r}; "
-                f"the controller builds {observation_layout!r}"
-            )
-        if observation_size is not None and observation_size != self.observation.get("size"):
-            raise ModelContractError(
-                f"model contract field 'observation' has size {self.observation.get('size')}; got {observation_size}"
-            )
-        if velocity_scale is not None:
-            expected = [float(v) for v in self.action["velocity_scale"]]
-            if len(expected) != len(velocity_scale) or any(
-                not math.isclose(a, b, rel_tol=1e-6) for a, b in zip(expected, velocity_scale, strict=False)
-            ):
+        expected = {
+            "observation": (self.observation, observation, "the controller builds"),
+            "action.velocity_scale": (
+                self.action.get("velocity_scale"),
+                None if velocity_scale is None else [float(v) for v in velocity_scale],
+                "the controller scales by",
+            ),
+            "action.chunk": (self.action.get("chunk"), chunk, "the controller shapes chunks with"),
+        }
+        for field, (recorded, actual, says) in expected.items():
+            if actual is None:
+                continue
+            where = first_difference(recorded, actual)
+            if where is not None:
+                name = field + ("" if not where or where.startswith("[") else ".") + where
                 raise ModelContractError(
-                    f"model contract field 'action.velocity_scale' is {expected} rad/s; the controller scales by "
-                    f"{list(velocity_scale)}"
+                    f"model contract field {name!r} is {_lookup(recorded, where)!r}; {says} {_lookup(actual, where)!r}"
                 )

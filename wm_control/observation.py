@@ -2,20 +2,35 @@
 
 The layout (names, sizes, units) travels with exported models, so a controller can check it builds
 exactly what the model was trained on. Builders take measured joint state and the goal, nothing
-from the simulator: the same function runs in MuJoCo and on the robot.
+from the simulator: the same function runs in MuJoCo and on the robot. An ``Observer`` is a builder
+with its layout; ``observer_for`` finds the one a model's recorded layout names, so a deployed
+controller builds what the task trained on without knowing the task.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
-from wm_control.errors import InputError, check_finite
+from wm_control.chunking import CommandState
+from wm_control.contract import first_difference
+from wm_control.errors import InputError, ModelContractError, check_finite
 from wm_control.kinematics import joint_frames
 from wm_control.robot import RobotSpec
 
-__all__ = ["POSITION_SCALE", "REACH_LAYOUT", "ObservationField", "ObservationLayout", "reach_observation"]
+__all__ = [
+    "POSITION_SCALE",
+    "REACH_LAYOUT",
+    "ObservationField",
+    "ObservationLayout",
+    "Observer",
+    "ReachObserver",
+    "observer_for",
+    "reach_observation",
+]
 
 
 @dataclass(frozen=True)
@@ -135,3 +150,61 @@ def reach_observation(
     return np.concatenate([q, dq, cdq, cddq_frac, s * tcp, tcp_velocity, s * target, s * (target - tcp)]).astype(
         np.float32
     )
+
+
+class Observer(Protocol):
+    """An observation builder and the layout it builds.
+
+    ``goal_size`` is the length of the goal vector it takes (``None``: any finite vector).
+    ``observer(q (n,) [rad], dq (n,) [rad/s], goal, command) -> obs (layout.size,)``, where
+    ``command`` is the chunk generator's state at the start of the tick.
+    """
+
+    layout: ObservationLayout
+    goal_size: int | None
+
+    def __call__(self, q: np.ndarray, dq: np.ndarray, goal: np.ndarray, command: CommandState) -> np.ndarray:
+        """Build the observation vector (float32)."""
+        ...
+
+
+class ReachObserver:
+    """``REACH_LAYOUT`` for robot ``spec``; the goal is a point ``(3,)`` [m] in the base frame."""
+
+    layout = REACH_LAYOUT
+    goal_size: int | None = 3
+
+    def __init__(self, spec: RobotSpec) -> None:
+        self.spec = spec
+
+    def __call__(self, q: np.ndarray, dq: np.ndarray, goal: np.ndarray, command: CommandState) -> np.ndarray:
+        """``reach_observation`` with the command state's velocity and acceleration."""
+        return reach_observation(self.spec, q, dq, goal, command.dq, command.ddq)
+
+
+# Observation builders by layout name: a new task's layout is added here with its builder.
+_OBSERVERS: dict[str, Callable[[RobotSpec], Observer]] = {REACH_LAYOUT.name: ReachObserver}
+
+
+def observer_for(layout: Mapping[str, Any], spec: RobotSpec) -> Observer:
+    """The builder of a recorded layout (a contract's ``observation`` field) for robot ``spec``.
+
+    Raises:
+        ModelContractError: no builder has that layout's name, or the builder's layout differs from
+            the recorded one (the message names the first differing field, e.g. a unit).
+    """
+    name = layout.get("name")
+    if name not in _OBSERVERS:
+        raise ModelContractError(
+            f"model contract field 'observation' names layout {name!r}; this build has observation builders for "
+            f"{sorted(_OBSERVERS)}"
+        )
+    observer = _OBSERVERS[str(name)](spec)
+    built = observer.layout.to_dict()
+    where = first_difference(dict(layout), built)
+    if where is not None:
+        raise ModelContractError(
+            f"model contract field 'observation.{where}' differs from what layout {name!r} builds today; the model "
+            f"was trained on another version of it"
+        )
+    return observer

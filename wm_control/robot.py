@@ -1,9 +1,10 @@
 """Robot descriptions as data: joint names, limit tables and the kinematic frame table.
 
-All numbers are published values (see ``../shared/FRANKA.md``): Franka "Robot and interface
-specifications" (control-parameters-joint-fr3.csv / -panda.csv), franka_description 1.0.1
-(kinematics.yaml) and libfranka 0.21 ``rate_limiting.h`` (FR3 position-dependent velocity limits).
-The simulator, the safety layer and the ROS nodes all read limits from here, so there is one table.
+All numbers are published values (listed with their sources in ``docs/franka.md``): Franka "Robot
+and interface specifications" (control-parameters-joint-fr3.csv / -panda.csv), franka_description
+1.0.1 (kinematics.yaml) and libfranka 0.21 ``rate_limiting.h`` (FR3 position-dependent velocity
+limits). The simulator, the chunk generator and the control loop's plausibility checks all read
+limits from here, so there is one table.
 """
 
 from __future__ import annotations
@@ -92,6 +93,12 @@ class RobotSpec:
     the parent frame as ``x, y, z [m], roll, pitch, yaw [rad]`` (URDF convention, fixed-axis
     R = Rz(yaw) Ry(pitch) Rx(roll)). Every joint rotates about its local z axis.
     ``T_flange_tcp`` is the 4x4 transform of the tool centre point in the flange frame.
+    ``servo_period`` is the robot's own control cycle [s]: the period of the layer that interpolates
+    and tracks trajectory chunks on the real arm (a simulator uses its own timestep instead).
+    ``position_tolerance`` [rad] and ``velocity_tolerance`` [rad/s]: how far a measured joint state
+    may lie outside the joint range and the velocity limits and still be a measurement of this robot
+    (sensor noise, a tracking overshoot). Beyond them it is not (degrees for radians, another joint
+    order, a corrupted message), and a controller must not plan from it.
     """
 
     name: str
@@ -99,8 +106,13 @@ class RobotSpec:
     limits: JointLimits
     joint_origins: np.ndarray
     T_flange_tcp: np.ndarray
+    servo_period: float
     velocity_curve: VelocityLimitCurve | None = None
     start_q: np.ndarray | None = None
+    # A few degrees: far below any unit or joint-order mix-up, above encoder noise and overshoot.
+    position_tolerance: float = 0.05
+    # Measured velocities are differentiated positions: noisy, and briefly above the limit in a collision.
+    velocity_tolerance: float = 0.5
 
     def __post_init__(self) -> None:
         n = len(self.joint_names)
@@ -109,6 +121,12 @@ class RobotSpec:
             raise ConfigError(f"RobotSpec.joint_origins has shape {origins.shape}; expected ({n + 1}, 6)")
         object.__setattr__(self, "joint_origins", origins)
         object.__setattr__(self, "T_flange_tcp", _ro(self.T_flange_tcp))
+        if not 0.0 < self.servo_period <= 0.1:
+            raise ConfigError(f"RobotSpec.servo_period={self.servo_period!r} s is out of range; valid: (0, 0.1]")
+        if not 0.0 <= self.position_tolerance <= 0.5:
+            raise ConfigError(f"RobotSpec.position_tolerance={self.position_tolerance!r} rad; valid: [0, 0.5]")
+        if not 0.0 <= self.velocity_tolerance <= 10.0:
+            raise ConfigError(f"RobotSpec.velocity_tolerance={self.velocity_tolerance!r} rad/s; valid: [0, 10]")
         if self.start_q is not None:
             object.__setattr__(self, "start_q", _ro(self.start_q))
 
@@ -149,6 +167,8 @@ def _T_hand_tcp() -> np.ndarray:
 
 
 HALF_PI = np.pi / 2
+# libfranka's control cycle (1 kHz), the rate of franka_ros2's joint_trajectory_controller.
+FRANKA_SERVO_PERIOD = 0.001
 
 _FRANKA_ORIGINS = [
     [0.0, 0.0, 0.333, 0.0, 0.0, 0.0],
@@ -175,6 +195,7 @@ FR3 = RobotSpec(
     ),
     joint_origins=_ro(_FRANKA_ORIGINS),
     T_flange_tcp=_T_hand_tcp(),
+    servo_period=FRANKA_SERVO_PERIOD,
     velocity_curve=VelocityLimitCurve(
         v=_ro([2.62, 2.62, 2.62, 2.62, 5.26, 4.18, 5.26]),
         a=_ro([0.30, 0.20, 0.20, 0.30, 0.35, 0.35, 0.35]),
@@ -200,6 +221,7 @@ PANDA = RobotSpec(
     ),
     joint_origins=_ro(_FRANKA_ORIGINS),
     T_flange_tcp=_T_hand_tcp(),
+    servo_period=FRANKA_SERVO_PERIOD,
     start_q=_ro([0.0, -np.pi / 4, 0.0, -3 * np.pi / 4, 0.0, np.pi / 2, np.pi / 4]),
 )
 

@@ -7,7 +7,7 @@ a task only decides where episodes start, what the agent sees, and how it is sco
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -50,4 +50,11 @@ class FR3Task(Protocol):
 
     def goal_marker(self) -> np.ndarray | None:
         """Position [m] of the scene's ``target`` marker, or ``None`` to hide it."""
+        ...
+
+    def goal_space(self) -> dict[str, Any]:
+        """What a deployed goal is (``name``, ``size``, ``unit``, ``frame``) and the box ``low`` /
+        ``high`` it must lie in: recorded in the model contract, checked by the control loop.
+        ``{"name": "none", "size": 0}`` for a task without a goal.
+        """
         ...

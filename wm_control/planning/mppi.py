@@ -1,8 +1,6 @@
-"""MPPI in latent space with TD-MPC2 semantics, as a pure function.
+"""One MPPI iteration in latent space with TD-MPC2 semantics: the math of a refit, as pure functions.
 
-``plan`` takes the warm-start state and every random draw as arguments and returns the action and
-the next warm-start state; it never touches global RNG state or mutates its inputs. The same inputs
-give the same plan in torch, ONNX Runtime and TensorRT.
+The solve that iterates it (warm start, noise, the executed action) is ``wm_control.planning.solve``.
 
 One solve (Hansen et al. 2024, Sec. 3.3): ``num_pi_trajs`` trajectories from the policy prior plus
 Gaussian samples around the warm-started mean are scored by the model — discounted predicted
@@ -19,122 +17,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from wm_control.errors import ConfigError, InputError
+from wm_control.errors import ConfigError
 from wm_control.model.protocol import LatentModel
 from wm_control.planning.config import MppiConfig
 
-__all__ = [
-    "IterationResult",
-    "MppiConfig",
-    "PlanInfo",
-    "PlanNoise",
-    "PlanResult",
-    "PlanState",
-    "draw_noise",
-    "mppi_iteration",
-    "plan",
-    "plan_flops",
-    "policy_trajectories",
-    "select_action",
-    "shift",
-]
-
-
-class PlanState(NamedTuple):
-    """Warm start carried between ticks: the mean action sequence ``(H, A)`` in [-1, 1], already
-    shifted by one step (zeros at the start of an episode).
-    """
-
-    mean: Tensor
-
-    @staticmethod
-    def zeros(
-        cfg: MppiConfig, action_dim: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
-    ) -> PlanState:
-        """Cold start."""
-        return PlanState(torch.zeros(cfg.horizon, action_dim, device=device, dtype=dtype))
-
-
-class PlanNoise(NamedTuple):
-    """Every random draw of one solve. ``P = num_pi_trajs``, ``S = num_samples - P``.
-
-    pi_eps ``(H, P, A)``: policy-prior trajectories. samples ``(I, H, S, A)``: Gaussian samples.
-    value_eps ``(I, K, A)``: policy action at the horizon. q_heads ``(I, 2)`` long: the two Q heads
-    averaged in each iteration. gumbel ``(K,)``: elite selection, one variate per sample (indexed by
-    sample, not by rank, so the pick does not depend on how a runtime orders tied elites).
-    explore ``(A,)``: exploration noise.
-    All Gaussian draws are standard normal; gumbel is standard Gumbel.
-    """
-
-    pi_eps: Tensor
-    samples: Tensor
-    value_eps: Tensor
-    q_heads: Tensor
-    gumbel: Tensor
-    explore: Tensor
-
-
-class PlanInfo(NamedTuple):
-    """Diagnostics of a solve: mean and std of the elite values of the last iteration, and the final
-    sampling std of the first action ``(A,)``.
-    """
-
-    elite_value_mean: Tensor
-    elite_value_std: Tensor
-    std: Tensor
-
-
-class PlanResult(NamedTuple):
-    """Action ``(A,)`` in [-1, 1], the next warm-start state, and diagnostics."""
-
-    action: Tensor
-    state: PlanState
-    info: PlanInfo
-
-
-def draw_noise(
-    cfg: MppiConfig,
-    action_dim: int,
-    num_q: int,
-    generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> PlanNoise:
-    """Draw the noise of one solve from ``generator`` (on ``device``)."""
-    H, I, K, P, A = cfg.horizon, cfg.iterations, cfg.num_samples, cfg.num_pi_trajs, action_dim
-
-    def normal(*shape: int) -> Tensor:
-        return torch.randn(*shape, generator=generator, device=device, dtype=dtype)
-
-    heads = torch.stack([torch.randperm(num_q, generator=generator, device=device)[:2] for _ in range(I)])
-    uniform = torch.rand(K, generator=generator, device=device, dtype=dtype).clamp_(1e-20, 1.0 - 1e-7)
-    return PlanNoise(
-        pi_eps=normal(H, P, A),
-        samples=normal(I, H, K - P, A),
-        value_eps=normal(I, K, A),
-        q_heads=heads,
-        gumbel=-torch.log(-torch.log(uniform)),
-        explore=normal(A),
-    )
-
-
-def _check(z: Tensor, state: PlanState, cfg: MppiConfig, noise: PlanNoise) -> None:
-    H, I, K, P = cfg.horizon, cfg.iterations, cfg.num_samples, cfg.num_pi_trajs
-    if z.ndim != 1:
-        raise InputError(f"plan: z has shape {tuple(z.shape)}; expected (latent_dim,)")
-    A = state.mean.shape[-1]
-    expected = {
-        "state.mean": (state.mean, (H, A)),
-        "noise.pi_eps": (noise.pi_eps, (H, P, A)),
-        "noise.samples": (noise.samples, (I, H, K - P, A)),
-        "noise.value_eps": (noise.value_eps, (I, K, A)),
-        "noise.q_heads": (noise.q_heads, (I, 2)),
-        "noise.gumbel": (noise.gumbel, (K,)),
-        "noise.explore": (noise.explore, (A,)),
-    }
-    for name, (t, shape) in expected.items():
-        if tuple(t.shape) != shape:
-            raise InputError(f"plan: {name} has shape {tuple(t.shape)}; expected {shape}")
+__all__ = ["IterationResult", "mppi_iteration", "plan_flops", "policy_trajectories", "select_action"]
 
 
 def _trajectory_value(
@@ -251,42 +138,6 @@ def select_action(result: IterationResult, gumbel: Tensor, explore: Tensor, expl
     pick = torch.argmax(torch.log(result.weight) + gumbel[result.elite_index])
     action = result.elite_actions[0, pick] + explore_scale * result.std[0] * explore
     return action.clamp(-1.0, 1.0)
-
-
-def shift(mean: Tensor) -> Tensor:
-    """Warm start for the next tick: the mean sequence advanced by one step, zero at the end."""
-    return torch.cat([mean[1:], torch.zeros_like(mean[:1])], dim=0)
-
-
-@torch.no_grad()
-def plan(
-    model: LatentModel, z: Tensor, state: PlanState, cfg: MppiConfig, noise: PlanNoise, eval_mode: bool = False
-) -> PlanResult:
-    """One receding-horizon MPPI solve in latent space.
-
-    Args:
-        model: the world model (any ``LatentModel`` backend).
-        z: ``(dz,)`` latent of the current observation.
-        state: warm start from the previous tick (``PlanState.zeros`` after a reset).
-        cfg: planner budget.
-        noise: all random draws (``draw_noise``), so a solve is a deterministic function of its inputs.
-        eval_mode: no exploration noise on the executed action.
-
-    Returns:
-        ``PlanResult`` with the action in [-1, 1] and the next (shifted) warm start.
-    """
-    _check(z, state, cfg, noise)
-    prior = policy_trajectories(model, z, cfg, noise.pi_eps)
-    mean = state.mean
-    std = torch.full_like(mean, cfg.max_std)
-    result = None
-    for i in range(cfg.iterations):
-        result = mppi_iteration(model, z, prior, mean, std, noise.samples[i], noise.value_eps[i], noise.q_heads[i], cfg)
-        mean, std = result.mean, result.std
-    assert result is not None
-    action = select_action(result, noise.gumbel, noise.explore, 0.0 if eval_mode else 1.0)
-    info = PlanInfo(result.elite_value.mean(), result.elite_value.std(), result.std[0])
-    return PlanResult(action, PlanState(shift(result.mean)), info)
 
 
 def plan_flops(cfg: MppiConfig, model_cfg: object) -> int:

@@ -1,8 +1,7 @@
 """The ``Backend`` protocol: one exported world model + planner, whatever runs it.
 
 Every backend (torch eager, ONNX Runtime, TensorRT) takes and returns numpy arrays and exposes the
-same four computations as the exported graphs (``wm_control.runtime.graphs``;
-they need torch, so only the torch backend and the exporter import them):
+four stages of the planner (``wm_control.planning.solve``), which the exported graphs are traced from:
 
 - ``policy(obs)``: the policy prior's deterministic action (the cheap fallback);
 - ``plan(obs, mean, noise, explore_scale)``: one complete MPPI solve;
@@ -26,11 +25,9 @@ __all__ = ["Backend", "PlanOutput", "StepNoise", "StepOutput", "PlanNoiseArrays"
 
 
 class PlanNoiseArrays(NamedTuple):
-    """Every random draw of one solve, as numpy arrays (float32, ``q_heads`` int64).
-
-    ``P = num_pi_trajs``, ``S = num_samples - P``, ``I = iterations``, ``K = num_samples``.
-    pi_eps ``(H, P, A)``; samples ``(I, H, S, A)``; value_eps ``(I, K, A)``;
-    q_heads ``(I, 2)``; gumbel ``(K,)``; explore ``(A,)``.
+    """Every random draw of one solve, as numpy arrays (float32, ``q_heads`` int64), in the shapes of
+    ``wm_control.planning.config.noise_shapes``: pi_eps ``(H, P, A)``; samples ``(I, H, S, A)``;
+    value_eps ``(I, K, A)``; q_heads ``(I, 2)``; gumbel ``(K,)``; explore ``(A,)``.
     """
 
     pi_eps: np.ndarray

@@ -1,10 +1,11 @@
 """What every backend over the exported graphs shares: the graphs' named inputs and outputs.
 
 ONNX Runtime and TensorRT both run ``policy``, ``planner``, ``planner_init`` and ``planner_step``
-(``wm_control.runtime.graphs``) by input name. ``GraphBackend`` turns the ``Backend`` calls into
-those feeds (float32, ``q_heads`` int64, contiguous) and the outputs back into ``PlanOutput`` /
-``StepOutput``; a runtime only supplies ``_run(graph, feeds)``, returning the outputs in the order
-of ``io_names()`` (``wm_control.runtime.graphs``).
+(the planner's stage functions traced by ``export/graphs.py``) by input name. ``GRAPH_IO`` is the
+table of those names, which the exporter writes and the runtimes bind. ``GraphBackend`` turns the
+``Backend`` calls into feeds (float32, ``q_heads`` int64, contiguous) and the outputs back into
+``PlanOutput`` / ``StepOutput``; a runtime only supplies ``_run(graph, feeds)``, returning the
+outputs in the order of ``GRAPH_IO``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,22 @@ from wm_control.contract import ModelContract
 from wm_control.planning.config import MppiConfig
 from wm_control.runtime.backend import PlanNoiseArrays, PlanOutput, StepNoise, StepOutput
 
-__all__ = ["GraphBackend"]
+__all__ = ["GRAPHS", "GRAPH_IO", "GraphBackend"]
+
+# Input and output names of every exported graph, in call order (the runtimes bind by name).
+GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "policy": (("obs",), ("action",)),
+    "planner": (
+        ("obs", "mean", "pi_eps", "samples", "value_eps", "q_heads", "gumbel", "explore", "explore_scale"),
+        ("action", "next_mean", "elite_value_mean", "elite_value_std", "std"),
+    ),
+    "planner_init": (("obs", "pi_eps"), ("z", "prior")),
+    "planner_step": (
+        ("z", "prior", "mean", "std", "samples", "value_eps", "q_heads", "gumbel", "explore", "explore_scale"),
+        ("next_mean_unshifted", "next_std", "action", "elite_value_mean", "elite_value_std"),
+    ),
+}
+GRAPHS = tuple(GRAPH_IO)
 
 
 def _f(x: np.ndarray) -> np.ndarray:

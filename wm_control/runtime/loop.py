@@ -1,27 +1,12 @@
 """The deadline-aware control loop: measured joint state + goal -> one trajectory chunk per tick.
 
 Each ``ControlLoop.step`` has a budget of ``dt - margin`` seconds from the moment it is called. The
-loop predicts the cost of every backend call from recent measurements (a high quantile of a window)
-and walks down a fallback chain until something fits and succeeds:
-
-``MPPI`` (full solve) -> ``PARTIAL`` (the iterations that fit, best-so-far kept) -> ``POLICY``
-(policy prior) -> ``SHIFTED`` (the previous plan, advanced one tick) -> ``HOLD`` (zero velocity
-target: the chunk generator brakes the command smoothly to rest).
-
-Cost prediction: the ``latency_quantile`` of the durations of each call (``plan``, ``plan_init``,
-``plan_step``, ``policy`` and the chunk generation) measured in the current and the last
-``latency_window`` ticks (1.0: the worst one). A call with no measurement in the window is tried if
-any time is left; a full solve without one is predicted as ``plan_init + iterations * plan_step``
-when those are known. So rare spikes (the scheduler of a shared machine, measured at 15-28 ms
-against a median solve of 7 ms) do not block full solves, a spike is forgotten after
-``latency_window`` ticks, and a call that is never made (predicted too slow) is probed again then.
-Planning stops early by the predicted cost of the chunk generation, so the command is ready by the
-deadline. A full solve that was predicted to fit but ends late is still used (a "deadline miss").
-
-Warm start: ``MPPI`` and ``PARTIAL`` store the solve's shifted mean; ``POLICY`` and ``SHIFTED`` shift
-the stored one (it stays aligned with time); ``HOLD`` zeroes it, so planning after a fault starts
-clean. A fault in any backend call of a solve (including a ``plan_step`` after others succeeded)
-discards that solve and falls to ``POLICY``.
+loop checks its inputs (``wm_control.runtime.checks``), builds the observation with the task's
+``Observer``, asks the fallback chain (``wm_control.runtime.fallback``: ``MPPI`` -> ``PARTIAL`` ->
+``POLICY`` -> ``SHIFTED`` -> ``HOLD``) for the best action predicted to be ready in time, turns it into
+a chunk, and counts what happened. Planning stops early by the predicted cost of the chunk
+generation, so the command is ready by the deadline; a full solve that was predicted to fit but ends
+late is still used (a "deadline miss").
 
 Stale or non-finite input, bad shapes, a hold request, a backend exception, non-finite, misshapen or
 out-of-range backend output: none of them raises out of ``step``; each becomes a fallback with a
@@ -35,50 +20,32 @@ this runs on a robot PC that has onnxruntime and nothing else.
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import math
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 import numpy as np
 
 from wm_control.chunking import ChunkGenerator, CommandState
+from wm_control.config import to_dict
 from wm_control.errors import ConfigError, InputError, ModelContractError, check_range
-from wm_control.observation import REACH_LAYOUT, reach_observation
-from wm_control.runtime.backend import Backend, PlanNoiseArrays
-from wm_control.runtime.noise import draw_noise_np
+from wm_control.observation import Observer
+from wm_control.runtime.backend import Backend
+from wm_control.runtime.checks import Fault, Reason, StampCheck, check_goal, check_plausible, check_vector
+from wm_control.runtime.fallback import Decision, FallbackChain, FallbackLevel
 from wm_control.trajectory import TrajectoryChunk
 
-__all__ = ["Command", "ControlLoop", "FallbackLevel", "LoopConfig", "Observer", "TickStats"]
-
-_T = TypeVar("_T")
-
-# Same tolerance as ChunkGenerator.action_to_velocity: float rounding, not a fault.
-_ACTION_TOLERANCE = 1e-6
-
-Observer = Callable[[np.ndarray, np.ndarray, np.ndarray, CommandState], np.ndarray]
-"""``observe(q (n,) [rad], dq (n,) [rad/s], goal, command_state) -> obs (O,)``."""
-
-
-class FallbackLevel(enum.IntEnum):
-    """What produced a tick's action; ordered, lower is better."""
-
-    MPPI = 0  # full solve, all iterations
-    PARTIAL = 1  # anytime: the iterations that fit the budget (>= 1), best-so-far kept
-    POLICY = 2  # policy prior action
-    SHIFTED = 3  # first action of the previous plan's (already shifted) warm-start mean
-    HOLD = 4  # zero velocity target: the chunk generator brakes the command smoothly to rest
+__all__ = ["Command", "ControlLoop", "FallbackLevel", "LoopConfig", "TickStats"]
 
 
 @dataclass(frozen=True)
 class LoopConfig:
     """Timing and planning options of the control loop.
 
-    dt: control period [s]; must equal the model contract's ``dt`` and the chunk generator's.
+    dt: control period [s]; no default: it is the model contract's ``dt`` (and the chunk generator's).
     margin: time kept free at the end of each period [s] (sending, jitter); budget = ``dt - margin``.
     stale_timeout: a joint state measured more than this before the tick starts makes the loop hold
         [s]; so does one stamped more than this in the future (clock mismatch).
@@ -92,7 +59,7 @@ class LoopConfig:
         solves; when one lands in a solve it is used late and counted as a deadline miss.
     """
 
-    dt: float = 0.02
+    dt: float
     margin: float = 0.004
     stale_timeout: float = 0.05
     anytime: bool = True
@@ -155,95 +122,23 @@ class Command(NamedTuple):
     stats: TickStats
 
 
-class _Reason(NamedTuple):
-    key: str  # what the counters count (bounded set: no messages, no numbers)
-    text: str  # what the command reports
-
-
-_BUDGET = _Reason("budget", "budget")
-_NO_PLAN = _Reason("no previous plan", "no previous plan")
-
-
-class _Fault(Exception):
-    """A fault of the backend (or of the observation) in this tick."""
-
-    def __init__(self, key: str, text: str | None = None) -> None:
-        super().__init__(text or key)
-        self.reason = _Reason(key, text or key)
-
-
-class _Decision(NamedTuple):
-    level: FallbackLevel
-    action: np.ndarray  # (A,) float64 in [-1, 1]
-    mean: np.ndarray  # (H, A) float32 warm start for the next tick
-    iterations: int
-    elite_value_mean: float
-    reason: _Reason | None = None
-
-
-class _LatencyWindow:
-    """A high quantile of the recent durations of one call, over the last ``ticks`` ticks."""
-
-    def __init__(self, ticks: int, quantile: float) -> None:
-        self._ticks = ticks
-        self._quantile = quantile
-        self._samples: deque[tuple[int, float]] = deque()  # (tick, seconds), oldest first
-
-    def add(self, tick: int, seconds: float) -> None:
-        self._samples.append((tick, seconds))
-
-    def predict(self, tick: int) -> float | None:
-        while self._samples and self._samples[0][0] < tick - self._ticks:
-            self._samples.popleft()
-        if not self._samples:
-            return None
-        ordered = sorted(s for _, s in self._samples)
-        return ordered[max(math.ceil(self._quantile * len(ordered)) - 1, 0)]
-
-
-def _shift(mean: np.ndarray) -> np.ndarray:
-    """Warm start for the next tick: drop the first row, append a row of zeros."""
-    return np.concatenate([mean[1:], np.zeros_like(mean[:1])], axis=0)
-
-
-@contextlib.contextmanager
-def _reading(call: str) -> Iterator[None]:
-    """Turn a malformed backend output (wrong type or arity) into a fault of that call."""
-    try:
-        yield
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise _Fault(f"bad output from {call}", f"bad output from {call}: {type(exc).__name__}: {exc}") from exc
-
-
-def _output(call: str, name: str, value: object, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
-    arr: np.ndarray = np.asarray(value, dtype=dtype)
-    if arr.shape != shape:
-        text = f"bad output from {call}: {name} has shape {arr.shape}; expected {shape}"
-        raise _Fault(f"bad output from {call}", text)
-    if not np.isfinite(arr).all():
-        raise _Fault(f"non-finite output from {call}")
-    return arr
-
-
-def _scalar(call: str, name: str, value: object) -> float:
-    return float(_output(call, name, np.reshape(np.asarray(value, dtype=np.float64), -1), (1,), np.float64)[0])
-
-
 class ControlLoop:
     """One robot's planner tick: checks, the fallback chain, the command state and the counters.
 
+    ``wm_control.runtime.controller.control_loop`` builds all of it from a model's contract.
+
     Args:
         backend: the loaded model (any ``Backend``); its contract must match the robot and rate.
-        generator: turns actions into chunks; owns the robot description and velocity scaling.
-        config: timing and planning options.
-        observe: ``observe(q, dq, goal, command_state) -> obs (O,)``; default
-            ``reach_observation(generator.spec, q, dq, goal, command_state.dq, command_state.ddq)``
-            with ``goal`` ``(3,)`` [m].
+        generator: turns actions into chunks; owns the robot description, velocity scaling and chunk
+            shaping.
+        observer: the task's observation builder (``wm_control.observation.observer_for``); it defines
+            what ``goal`` is.
+        config: timing and planning options; ``config.dt`` is the contract's.
         clock: monotonic time [s]; the time base of the ``t`` passed to ``step``.
 
     Raises:
-        ModelContractError: the model's contract differs from the robot, ``dt``, observation or
-            velocity scaling (the message names the field).
+        ModelContractError: the model's contract differs from the robot, ``dt``, the observation
+            layout, the velocity scaling or the chunk shaping (the message names the field).
         ConfigError: the generator's ``dt`` differs from ``config.dt``, or the backend has < 2 Q heads.
     """
 
@@ -251,8 +146,9 @@ class ControlLoop:
         self,
         backend: Backend,
         generator: ChunkGenerator,
-        config: LoopConfig = LoopConfig(),
-        observe: Observer | None = None,
+        observer: Observer,
+        config: LoopConfig,
+        *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         spec = generator.spec
@@ -260,10 +156,14 @@ class ControlLoop:
             robot=spec.name,
             joint_names=spec.joint_names,
             dt=config.dt,
-            observation_layout=REACH_LAYOUT.name if observe is None else None,
-            observation_size=backend.obs_dim,
-            velocity_scale=[float(v) for v in generator.velocity_scale],
+            observation=observer.layout.to_dict(),
+            velocity_scale=generator.velocity_scale,
+            chunk=to_dict(generator.config),
         )
+        if observer.layout.size != backend.obs_dim:
+            raise ModelContractError(
+                f"backend obs_dim={backend.obs_dim}; layout {observer.layout.name!r} has {observer.layout.size} entries"
+            )
         if not math.isclose(generator.dt, config.dt, rel_tol=1e-9, abs_tol=1e-12):
             raise ConfigError(f"ChunkGenerator dt={generator.dt} s differs from LoopConfig.dt={config.dt} s")
         if backend.action_dim != spec.dof:
@@ -275,22 +175,22 @@ class ControlLoop:
         self.backend = backend
         self.generator = generator
         self.config = config
-        self._observe: Observer = observe if observe is not None else self._reach_observation
-        # A custom observation defines its own goal: only a finite vector is required then.
-        self._goal_size = next(f.size for f in REACH_LAYOUT.fields if f.name == "target") if observe is None else None
+        self._observer = observer
         self._clock = clock
-        self._rng = np.random.default_rng(config.seed)
-        calls = ("plan", "plan_init", "plan_step", "policy", "generate")
-        self._windows = {name: _LatencyWindow(config.latency_window, config.latency_quantile) for name in calls}
+        self._chain = FallbackChain(
+            backend,
+            clock,
+            anytime=config.anytime,
+            explore=config.explore,
+            seed=config.seed,
+            latency_window=config.latency_window,
+            latency_quantile=config.latency_quantile,
+        )
         self._counters: Counter[str] = Counter()
-        self._horizon = backend.planner.horizon
-        self._mean = self._zero_mean()
-        self._has_plan = False
         self._command: CommandState | None = None
         self._fault = ""
-        self._tick = 0
-        self._backend_s = 0.0
         self._last_stats: TickStats | None = None
+        self._stamps = StampCheck(config.stale_timeout)
 
     # --- public ---------------------------------------------------------------------------------
     @property
@@ -318,19 +218,23 @@ class ControlLoop:
 
     def reset(self, q: np.ndarray) -> None:
         """Start from rest at ``q (n,)`` [rad]: command state ``generator.rest(q)``, warm start zeros,
-        no fault. Counters and the noise generator carry on.
+        no fault, no previous measurement time (a new episode's clock may start over). Counters and
+        the noise generator carry on.
 
         Raises:
-            InputError: ``q`` has the wrong shape or is not finite.
+            InputError: ``q`` has the wrong shape, is not finite or not a plausible state of the robot.
         """
-        arr, reason = self._vector("q", q, self.generator.spec.dof)
+        arr, reason = check_vector("q", q, self.generator.spec.dof)
         if arr is None:
             assert reason is not None
             raise InputError(f"reset: {reason.text}")
+        reason = check_plausible(self.generator.spec, arr, np.zeros_like(arr))
+        if reason is not None:
+            raise InputError(f"reset: {reason.text}")
         self._command = self.generator.rest(arr)
-        self._mean = self._zero_mean()
-        self._has_plan = False
+        self._chain.reset()
         self._fault = ""
+        self._stamps.reset()
 
     def step(self, t: float, q: np.ndarray, dq: np.ndarray, goal: np.ndarray, *, hold: bool = False) -> Command:
         """Run one tick; never raises for bad input or a backend fault (those become ``HOLD`` or a
@@ -347,222 +251,80 @@ class ControlLoop:
         """
         start = self._clock()
         deadline = start + self.config.budget
-        self._tick += 1
-        self._backend_s = 0.0
+        self._chain.begin_tick()
         self._counters["ticks"] += 1
-        age = math.nan
-        fault: _Reason | None = None
         obs = np.empty(0, dtype=np.float32)
-        try:
-            age = start - float(t)
-        except (TypeError, ValueError):
-            fault = _Reason("bad input: t", "bad input: t is not a number")
         arrays, input_fault = self._check_inputs(q, dq, goal)
-        fault = input_fault or fault
-        if fault is None:
-            if not math.isfinite(age):
-                fault = _Reason("non-finite input: t", "non-finite input: t")
-            elif age > self.config.stale_timeout:
-                fault = _Reason("stale state", f"stale state: {age * 1e3:.1f} ms old")
-            elif age < -self.config.stale_timeout:
-                fault = _Reason("state from the future", f"state from the future: {-age * 1e3:.1f} ms ahead")
-            elif hold:
-                fault = _Reason("hold requested", "hold requested")
+        age, time_fault = self._stamps.check(t, start)
+        fault = input_fault or time_fault
+        if fault is None and hold:
+            fault = Reason("hold requested", "hold requested")
         if fault is None:
             try:
                 obs = self._build_observation(*arrays)
-            except _Fault as exc:
+            except Fault as exc:
                 fault = exc.reason
         if fault is not None:
-            return self._finish(start, deadline, age, self._hold(), [fault])
+            return self._finish(start, deadline, age, self._chain.hold(), [fault])
         # The chunk must be ready by the deadline: planning stops early by the generator's cost.
-        plan_deadline = deadline - (self._windows["generate"].predict(self._tick) or 0.0)
-        decision, reasons = self._decide(obs, plan_deadline)
+        plan_deadline = deadline - (self._chain.predict("generate") or 0.0)
+        decision, reasons = self._chain.decide(obs, plan_deadline)
         return self._finish(start, deadline, age, decision, reasons)
 
     # --- checks ---------------------------------------------------------------------------------
-    @staticmethod
-    def _vector(name: str, value: object, size: int | None) -> tuple[np.ndarray | None, _Reason | None]:
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            return None, _Reason(f"bad input: {name}", f"bad input: {name} is not a numeric array")
-        if (size is not None and arr.shape != (size,)) or arr.ndim != 1:
-            expected = f"({size},)" if size is not None else "(m,)"
-            return None, _Reason(
-                f"wrong shape: {name}", f"wrong shape: {name} has shape {arr.shape}; expected {expected}"
-            )
-        if not np.isfinite(arr).all():
-            return None, _Reason(f"non-finite input: {name}", f"non-finite input: {name}")
-        return arr, None
-
     def _check_inputs(
         self, q: object, dq: object, goal: object
-    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], _Reason | None]:
-        n = self.generator.spec.dof
-        q_arr, fault = self._vector("q", q, n)
-        if q_arr is not None and self._command is None:
-            self.reset(q_arr)  # the command state starts at the first valid measurement
-        dq_arr, dq_fault = self._vector("dq", dq, n)
-        goal_arr, goal_fault = self._vector("goal", goal, self._goal_size)
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], Reason | None]:
+        """Shapes, finiteness, a real dtype, a plausible state of this robot, a goal in the workspace."""
+        spec = self.generator.spec
+        q_arr, fault = check_vector("q", q, spec.dof)
+        dq_arr, dq_fault = check_vector("dq", dq, spec.dof)
+        goal_arr, goal_fault = check_vector("goal", goal, self._observer.goal_size)
         fault = fault or dq_fault or goal_fault
         if fault is not None or q_arr is None or dq_arr is None or goal_arr is None:
             empty = np.empty(0)
             return (empty, empty, empty), fault
-        return (q_arr, dq_arr, goal_arr), None
-
-    def _reach_observation(self, q: np.ndarray, dq: np.ndarray, goal: np.ndarray, cs: CommandState) -> np.ndarray:
-        return reach_observation(self.generator.spec, q, dq, goal, cs.dq, cs.ddq)
+        fault = check_plausible(spec, q_arr, dq_arr)
+        if fault is None and self._command is None:
+            self.reset(q_arr)  # the command state starts at the first valid measurement
+        fault = fault or check_goal(goal_arr, self.backend.contract.goal)
+        return (q_arr, dq_arr, goal_arr), fault
 
     def _build_observation(self, q: np.ndarray, dq: np.ndarray, goal: np.ndarray) -> np.ndarray:
         assert self._command is not None, "set from the first valid q"
         try:
-            obs = self._observe(q, dq, goal, self._command)
+            obs = self._observer(q, dq, goal, self._command)
         except Exception as exc:  # a user-supplied builder: its failure must hold, not stop the loop
             name = type(exc).__name__
-            raise _Fault(f"observation error: {name}", f"observation error: {name}: {exc}") from exc
+            raise Fault(f"observation error: {name}", f"observation error: {name}: {exc}") from exc
         arr = np.asarray(obs, dtype=np.float32)
         if arr.shape != (self.backend.obs_dim,):
-            raise _Fault(
+            raise Fault(
                 "wrong shape: observation",
                 f"wrong shape: observation has shape {arr.shape}; expected ({self.backend.obs_dim},)",
             )
         if not np.isfinite(arr).all():
-            raise _Fault("non-finite observation")
+            raise Fault("non-finite observation")
         return arr
 
-    # --- the fallback chain ---------------------------------------------------------------------
-    def _decide(self, obs: np.ndarray, deadline: float) -> tuple[_Decision, list[_Reason]]:
-        cfg = self.config
-        reasons: list[_Reason] = []
-        noise = draw_noise_np(self.backend.planner, self.backend.action_dim, self.backend.num_q, self._rng)
-        explore = 1.0 if cfg.explore else 0.0
-        try:
-            if self._fits("plan", deadline):
-                return self._solve(obs, noise, explore), reasons
-            if cfg.anytime:
-                decision = self._solve_anytime(obs, noise, explore, deadline)
-                if decision is not None:
-                    return decision, [decision.reason] if decision.reason else []
-            reasons.append(_BUDGET)
-        except _Fault as fault:
-            reasons.append(fault.reason)
-        if self._fits("policy", deadline):
-            try:
-                out = self._call("policy", self.backend.policy, obs)
-                action = self._action("policy", out)
-                return _Decision(FallbackLevel.POLICY, action, _shift(self._mean), 0, math.nan), reasons
-            except _Fault as fault:
-                reasons.append(fault.reason)
-        elif _BUDGET not in reasons:
-            reasons.append(_BUDGET)
-        if not self._has_plan:
-            return self._hold(), [*reasons, _NO_PLAN]
-        try:
-            action = self._action("shifted plan", self._mean[0])
-        except _Fault as fault:
-            return self._hold(), [*reasons, fault.reason]
-        return _Decision(FallbackLevel.SHIFTED, action, _shift(self._mean), 0, math.nan), reasons
-
-    def _solve(self, obs: np.ndarray, noise: PlanNoiseArrays, explore: float) -> _Decision:
-        H, A, I = self._horizon, self.backend.action_dim, self.backend.planner.iterations
-        out = self._call("plan", self.backend.plan, obs, self._mean.copy(), noise, explore)
-        with _reading("plan"):
-            action = self._action("plan", out.action)
-            mean = _output("plan", "mean", out.mean, (H, A))
-            elite = _scalar("plan", "elite_value_mean", out.elite_value_mean)
-        return _Decision(FallbackLevel.MPPI, action, mean, I, elite)
-
-    def _solve_anytime(
-        self, obs: np.ndarray, noise: PlanNoiseArrays, explore: float, deadline: float
-    ) -> _Decision | None:
-        """``plan_init`` + as many ``plan_step`` calls as fit; ``None`` when not one iteration fits."""
-        planner, backend = self.backend.planner, self.backend
-        H, A, I = self._horizon, backend.action_dim, planner.iterations
-        if not self._fits("plan_init", deadline):
-            return None
-        out = self._call("plan_init", backend.plan_init, obs, noise.pi_eps)
-        with _reading("plan_init"):
-            z_out, prior_out = out
-            z = _output("plan_init", "z", z_out, (backend.latent_dim,))
-            prior = _output("plan_init", "prior", prior_out, (H, planner.num_pi_trajs, A))
-        mean = self._mean.copy()
-        std = np.full((H, A), planner.max_std, dtype=np.float32)
-        done, action, elite = 0, np.zeros(A), math.nan
-        while done < I and self._fits("plan_step", deadline):
-            step = self._call("plan_step", backend.plan_step, z, prior, mean, std, noise.step(done), explore)
-            with _reading("plan_step"):
-                action = self._action("plan_step", step.action)
-                mean = _output("plan_step", "mean", step.mean, (H, A))
-                std = _output("plan_step", "std", step.std, (H, A))
-                elite = _scalar("plan_step", "elite_value_mean", step.elite_value_mean)
-            done += 1
-        if done == 0:
-            return None
-        if done == I:
-            return _Decision(FallbackLevel.MPPI, action, _shift(mean), done, elite)
-        reason = _Reason("budget", f"budget: {done}/{I} iterations")
-        return _Decision(FallbackLevel.PARTIAL, action, _shift(mean), done, elite, reason)
-
-    def _hold(self) -> _Decision:
-        return _Decision(FallbackLevel.HOLD, np.zeros(self.backend.action_dim), self._zero_mean(), 0, math.nan)
-
-    # --- helpers --------------------------------------------------------------------------------
-    def _zero_mean(self) -> np.ndarray:
-        return np.zeros((self._horizon, self.backend.action_dim), dtype=np.float32)
-
-    def _fits(self, call: str, deadline: float) -> bool:
-        """Whether ``call`` is predicted to finish by ``deadline``; an unmeasured call is tried."""
-        remaining = deadline - self._clock()
-        predicted = self._windows[call].predict(self._tick)
-        if predicted is None and call == "plan":
-            # A full solve costs about plan_init + iterations x plan_step: use those if measured.
-            init, step = self._windows["plan_init"].predict(self._tick), self._windows["plan_step"].predict(self._tick)
-            if init is not None and step is not None:
-                predicted = init + self.backend.planner.iterations * step
-        return remaining > 0.0 if predicted is None else predicted <= remaining
-
-    def _call(self, name: str, fn: Callable[..., _T], *args: object) -> _T:
-        """Call the backend, timing it; any exception becomes a fault of the tick."""
-        t0 = self._clock()
-        try:
-            return fn(*args)
-        except Exception as exc:  # a backend fault must fall back, never stop the loop
-            kind = type(exc).__name__
-            raise _Fault(f"backend error: {kind}", f"backend error: {kind}: {exc}") from exc
-        finally:
-            elapsed = self._clock() - t0
-            self._windows[name].add(self._tick, elapsed)
-            self._backend_s += elapsed
-
-    def _action(self, call: str, value: object) -> np.ndarray:
-        """A backend action ``(A,)``, checked: out of [-1, 1] is the backend's fault, not clamped."""
-        a = _output(call, "action", value, (self.backend.action_dim,), np.float64)
-        worst = float(np.max(np.abs(a)))
-        if worst > 1.0 + _ACTION_TOLERANCE:
-            raise _Fault("action out of range", f"action out of range from {call}: max |a| = {worst:.4g}")
-        return np.clip(a, -1.0, 1.0)
-
-    def _finish(
-        self, start: float, deadline: float, age: float, decision: _Decision, reasons: list[_Reason]
-    ) -> Command:
+    # --- the command ---------------------------------------------------------------------------
+    def _finish(self, start: float, deadline: float, age: float, decision: Decision, reasons: list[Reason]) -> Command:
         level = decision.level
         reason = "; ".join(r.text for r in reasons)
+        self._chain.commit(decision)
         if level == FallbackLevel.HOLD:
-            # A held command brakes; the old plan no longer describes where it goes, so start clean.
-            self._mean, self._has_plan, self._fault = self._zero_mean(), False, reason
+            self._fault = reason
         else:
             if self._fault:
                 self._counters["recovery"] += 1
-            self._mean, self._fault = decision.mean, ""
-            self._has_plan = self._has_plan or level <= FallbackLevel.PARTIAL
+            self._fault = ""
         n = self.generator.spec.dof
         if self._command is None:  # HOLD before any valid q: nothing to brake, nothing to send
             chunk = TrajectoryChunk(np.empty((0, n)), np.empty((0, n)), self.generator.dt)
         else:
             t0 = self._clock()
             result = self.generator.generate(self._command, decision.action)
-            self._windows["generate"].add(self._tick, self._clock() - t0)
+            self._chain.record("generate", self._clock() - t0)
             chunk, self._command = result.chunk, result.next_state
         end = self._clock()
         miss = end > deadline
@@ -573,7 +335,7 @@ class ControlLoop:
             self._counters["deadline miss"] += 1
         stats = TickStats(
             latency_s=end - start,
-            plan_latency_s=self._backend_s,
+            plan_latency_s=self._chain.backend_s,
             iterations=decision.iterations,
             level=level,
             reason=reason,

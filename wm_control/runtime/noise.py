@@ -1,8 +1,9 @@
 """Random draws of one MPPI solve with numpy (no torch needed on a robot PC).
 
-Same shapes and distributions as ``wm_control.planning.mppi.draw_noise``; the streams differ (numpy
-vs torch generators), which is why every backend takes the noise as an input: parity is checked on
-identical draws, and a controller seeds its own ``numpy.random.Generator``.
+Same shapes (``wm_control.planning.config.noise_shapes``) and distributions as
+``wm_control.planning.solve.draw_noise``; the streams differ (numpy vs torch generators), which is
+why every backend takes the noise as an input: parity is checked on identical draws, and a
+controller seeds its own ``numpy.random.Generator``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from wm_control.errors import InputError
-from wm_control.planning.config import MppiConfig
+from wm_control.planning.config import MppiConfig, noise_shapes
 from wm_control.runtime.backend import PlanNoiseArrays
 
 __all__ = ["check_noise", "draw_noise_np"]
@@ -22,31 +23,22 @@ def draw_noise_np(cfg: MppiConfig, action_dim: int, num_q: int, rng: np.random.G
     """
     if num_q < 2:
         raise InputError(f"num_q={num_q}: the planner averages two distinct Q heads, so it needs >= 2")
-    H, I, K, P, A = cfg.horizon, cfg.iterations, cfg.num_samples, cfg.num_pi_trajs, action_dim
-    heads = np.stack([rng.permutation(num_q)[:2] for _ in range(I)]).astype(np.int64)
-    uniform = np.clip(rng.random(K), 1e-20, 1.0 - 1e-7)
+    shapes = noise_shapes(cfg, action_dim)
+    heads = np.stack([rng.permutation(num_q)[:2] for _ in range(cfg.iterations)]).astype(np.int64)
+    uniform = np.clip(rng.random(shapes["gumbel"]), 1e-20, 1.0 - 1e-7)
     return PlanNoiseArrays(
-        pi_eps=rng.standard_normal((H, P, A), dtype=np.float32),
-        samples=rng.standard_normal((I, H, K - P, A), dtype=np.float32),
-        value_eps=rng.standard_normal((I, K, A), dtype=np.float32),
+        pi_eps=rng.standard_normal(shapes["pi_eps"], dtype=np.float32),
+        samples=rng.standard_normal(shapes["samples"], dtype=np.float32),
+        value_eps=rng.standard_normal(shapes["value_eps"], dtype=np.float32),
         q_heads=heads,
         gumbel=(-np.log(-np.log(uniform))).astype(np.float32),
-        explore=rng.standard_normal(A, dtype=np.float32),
+        explore=rng.standard_normal(shapes["explore"], dtype=np.float32),
     )
 
 
 def check_noise(noise: PlanNoiseArrays, cfg: MppiConfig, action_dim: int, num_q: int) -> None:
     """Raise ``InputError`` naming the first array whose shape or values do not fit ``cfg``."""
-    H, I, K, P, A = cfg.horizon, cfg.iterations, cfg.num_samples, cfg.num_pi_trajs, action_dim
-    expected = {
-        "pi_eps": (H, P, A),
-        "samples": (I, H, K - P, A),
-        "value_eps": (I, K, A),
-        "q_heads": (I, 2),
-        "gumbel": (K,),
-        "explore": (A,),
-    }
-    for name, shape in expected.items():
+    for name, shape in noise_shapes(cfg, action_dim).items():
         arr = getattr(noise, name)
         if tuple(arr.shape) != shape:
             raise InputError(f"noise.{name} has shape {tuple(arr.shape)}; expected {shape}")

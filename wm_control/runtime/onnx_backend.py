@@ -6,20 +6,19 @@ the per-call inputs are bound with IO binding and the outputs copied back once p
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from wm_control.contract import ModelContract
-from wm_control.errors import ConfigError, ModelContractError, check_range
-from wm_control.runtime.graph_backend import GraphBackend
+from wm_control.errors import ConfigError, check_range
+from wm_control.runtime.graph_backend import GRAPHS, GraphBackend
+from wm_control.runtime.manifest import Export, export_file
 
-__all__ = ["GRAPH_FILES", "OrtBackend", "OrtConfig", "graph_files", "load_onnx_contract", "read_model_json"]
+__all__ = ["GRAPH_FILES", "OrtBackend", "OrtConfig", "graph_files"]
 
-GRAPH_FILES = {g: f"{g}.onnx" for g in ("policy", "planner", "planner_init", "planner_step")}
+GRAPH_FILES = {g: f"{g}.onnx" for g in GRAPHS}
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -67,31 +66,14 @@ def _import_ort() -> Any:
     return onnxruntime
 
 
-def load_onnx_contract(path: str | Path) -> ModelContract:
-    """The contract stored in an ONNX file's ``metadata_props``."""
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    return ModelContract.from_metadata({p.key: p.value for p in proto.metadata_props})
-
-
-def graph_files(folder: str | Path, contract: ModelContract, fp16: bool = False) -> dict[str, Path]:
-    """The export's ONNX file per graph (``*.fp16.onnx`` when ``fp16``), each checked to carry the
-    same contract as ``model.json`` (files from one export).
+def graph_files(export: Export, fp16: bool = False) -> dict[str, Path]:
+    """The export's ONNX file per graph (``*.fp16.onnx`` when ``fp16``), each listed in ``model.json``
+    (``open_export`` verified their hashes and embedded contracts).
     """
-    files = {}
-    for graph, file in GRAPH_FILES.items():
-        path = Path(folder) / (file.replace(".onnx", ".fp16.onnx") if fp16 else file)
-        if not path.exists():
-            raise ModelContractError(f"{path} not found; export the model with wm-control-export first")
-        stored = load_onnx_contract(path)
-        if stored.weights_sha256 != contract.weights_sha256 or stored.config_hash != contract.config_hash:
-            raise ModelContractError(
-                f"{path.name}: model contract field 'weights_sha256' differs from model.json "
-                "(files from different exports in one folder)"
-            )
-        files[graph] = path
-    return files
+    return {
+        graph: export_file(export, file.replace(".onnx", ".fp16.onnx") if fp16 else file)
+        for graph, file in GRAPH_FILES.items()
+    }
 
 
 class OrtBackend(GraphBackend):
@@ -99,10 +81,10 @@ class OrtBackend(GraphBackend):
 
     name = "onnxruntime"
 
-    def __init__(self, folder: str | Path, contract: ModelContract, config: OrtConfig = OrtConfig()) -> None:
+    def __init__(self, export: Export, config: OrtConfig = OrtConfig()) -> None:
         ort = _import_ort()
-        super().__init__(contract)
-        self.folder = Path(folder)
+        super().__init__(export.contract)
+        self.folder = export.folder
         self.config = config
         available = set(ort.get_available_providers())
         providers: list[Any] = [p for p in PROVIDERS[config.provider] if p in available]
@@ -128,7 +110,7 @@ class OrtBackend(GraphBackend):
             return so
 
         self._sessions: dict[str, Any] = {}
-        for graph, path in graph_files(self.folder, contract, config.fp16).items():
+        for graph, path in graph_files(export, config.fp16).items():
             self._sessions[graph] = ort.InferenceSession(str(path), options(graph), providers=providers)
         self._gpu = config.provider != "cpu"
         self._ort = ort
@@ -144,11 +126,3 @@ class OrtBackend(GraphBackend):
             binding.bind_output(out.name, "cuda")
         sess.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()
-
-
-def read_model_json(folder: str | Path) -> ModelContract:
-    """The contract in an export folder's ``model.json``."""
-    path = Path(folder) / "model.json"
-    if not path.exists():
-        raise ModelContractError(f"{path} not found; is {folder} a wm-control-export folder?")
-    return ModelContract.from_dict(json.loads(path.read_text()))

@@ -16,7 +16,6 @@ Device buffers are torch CUDA tensors (``tensorrt`` and a CUDA build of PyTorch 
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -29,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from wm_control.contract import ModelContract
 from wm_control.errors import ConfigError, ModelContractError, check_range
-from wm_control.runtime.graph_backend import GraphBackend
+from wm_control.runtime.graph_backend import GRAPH_IO, GraphBackend
+from wm_control.runtime.manifest import Export, sha256_file
 from wm_control.runtime.onnx_backend import graph_files
 
 __all__ = ["TrtBackend", "TrtConfig", "default_cache", "engine_path", "require_tensorrt"]
@@ -156,10 +155,6 @@ def build_engine(trt: Any, onnx_file: Path, config: TrtConfig, logger: Any) -> b
     return bytes(serialized)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 class TrtBackend(GraphBackend):
     """``Backend`` over TensorRT engines of an export folder (built and cached on first use)."""
 
@@ -167,15 +162,14 @@ class TrtBackend(GraphBackend):
 
     def __init__(
         self,
-        folder: str | Path,
-        contract: ModelContract,
+        export: Export,
         config: TrtConfig = TrtConfig(),
         log: Callable[[str], None] = print,
     ) -> None:
         trt, torch = require_tensorrt(config.device)
-        super().__init__(contract)
-        self.folder, self.config = Path(folder), config
-        files = graph_files(self.folder, contract, config.fp16)
+        super().__init__(export.contract)
+        self.folder, self.config = export.folder, config
+        files = graph_files(export, config.fp16)
         self._torch, self._device = torch, torch.device("cuda", config.device)
         self.gpu = torch.cuda.get_device_name(config.device)
         capability = torch.cuda.get_device_capability(config.device)
@@ -190,7 +184,7 @@ class TrtBackend(GraphBackend):
         self._inputs: dict[str, set[str]] = {}
         with torch.cuda.device(config.device):
             for graph, onnx_file in files.items():
-                path = engine_path(cache, self.gpu, capability, self.trt_version, graph, _sha256(onnx_file), config)
+                path = engine_path(cache, self.gpu, capability, self.trt_version, graph, sha256_file(onnx_file), config)
                 if not path.exists():
                     t0 = time.perf_counter()
                     log(
@@ -219,9 +213,7 @@ class TrtBackend(GraphBackend):
             trt.DataType.BOOL: torch.bool,
         }
         self._stream = torch.cuda.Stream(self._device)
-        from wm_control.runtime.graphs import io_names  # needs torch, which this backend has
-
-        for graph, (_, expected) in io_names().items():
+        for graph, (_, expected) in GRAPH_IO.items():
             missing = sorted(set(expected) - set(self._outputs[graph]))
             if missing:
                 raise ModelContractError(f"TensorRT engine of {graph} lacks output(s) {missing}; re-export the model")

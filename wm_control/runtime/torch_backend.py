@@ -1,29 +1,29 @@
-"""The eager-torch backend: the exported graph modules run directly (native fused kernels on CPU).
+"""The eager-torch backend: the planner's stage functions (``wm_control.planning.solve``) run directly,
+with the native fused kernels on CPU.
 
-It is the reference every other backend is compared with, and the fallback on a machine whose ONNX
-runtime is missing. Loaded from an export folder (``model.json`` + ``weights.safetensors``).
+It is the reference every other backend is compared with (the exported graphs are the same functions,
+traced), and the fallback on a machine whose ONNX runtime is missing. Loaded from an export folder
+(``model.json`` + ``weights.safetensors``). The only module of ``wm_control.runtime`` that needs torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from wm_control.contract import ModelContract
-from wm_control.errors import ModelContractError
+from wm_control.errors import ExportError, ModelContractError
 from wm_control.model.config import ModelConfig
 from wm_control.model.world_model import WorldModel
 from wm_control.planning.config import MppiConfig
-from wm_control.planning.mppi import mppi_iteration, policy_trajectories
+from wm_control.planning.mppi import policy_trajectories
+from wm_control.planning.solve import PlanNoise, iterate, plan_init, plan_step, policy_action, solve
 from wm_control.runtime.backend import PlanNoiseArrays, PlanOutput, StepNoise, StepOutput
-from wm_control.runtime.graphs import PlannerGraph, PlannerInitGraph, PlannerStepGraph, PolicyGraph
+from wm_control.runtime.manifest import WEIGHTS_FILE, Export, export_file
 
 __all__ = ["TorchBackend", "load_torch_backend"]
-
-WEIGHTS_FILE = "weights.safetensors"
 
 
 def _t(x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -47,10 +47,6 @@ class TorchBackend:
             cfg.latent_dim,
             cfg.num_q,
         )
-        self._policy = PolicyGraph(self.model)
-        self._plan = PlannerGraph(self.model, planner)
-        self._init = PlannerInitGraph(self.model, planner)
-        self._step = PlannerStepGraph(self.model, planner)
 
     def _in(self, x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return _t(x, dtype).to(self.device)
@@ -59,18 +55,26 @@ class TorchBackend:
     def _out(x: torch.Tensor) -> np.ndarray:
         return x.detach().to("cpu", torch.float32).numpy()
 
+    def _noise(self, noise: PlanNoiseArrays) -> PlanNoise:
+        i = self._in
+        return PlanNoise(
+            i(noise.pi_eps), i(noise.samples), i(noise.value_eps), i(noise.q_heads, torch.int64), i(noise.gumbel),
+            i(noise.explore),
+        )  # fmt: skip
+
     @torch.no_grad()
     def policy(self, obs: np.ndarray) -> np.ndarray:  # noqa: D102
-        return self._out(self._policy(self._in(obs).reshape(1, -1)))[0]
+        return self._out(policy_action(self.model, self._in(obs).reshape(1, -1), self.action_dim))[0]
 
     @torch.no_grad()
     def plan(self, obs: np.ndarray, mean: np.ndarray, noise: PlanNoiseArrays, explore_scale: float) -> PlanOutput:  # noqa: D102
-        i = self._in
-        action, nxt, vmean, vstd, std = self._plan(
-            i(obs), i(mean), i(noise.pi_eps), i(noise.samples), i(noise.value_eps), i(noise.q_heads, torch.int64),
-            i(noise.gumbel), i(noise.explore), torch.tensor(float(explore_scale), device=self.device),
-        )  # fmt: skip
-        return PlanOutput(self._out(action), self._out(nxt), float(vmean), float(vstd), self._out(std))
+        scale = torch.tensor(float(explore_scale), device=self.device)
+        r = solve(self.model, self.model.encode(self._in(obs)), self._in(mean), self.planner, self._noise(noise), scale)
+        info = r.info
+        out = self._out
+        return PlanOutput(
+            out(r.action), out(r.state.mean), float(info.elite_value_mean), float(info.elite_value_std), out(info.std)
+        )
 
     @torch.no_grad()
     def elite_margins(self, obs: np.ndarray, mean: np.ndarray, noise: PlanNoiseArrays) -> np.ndarray:
@@ -79,24 +83,18 @@ class TorchBackend:
         whose values differ from these by more than a margin may pick other elites, and then its
         action and warm start differ by more than rounding while both are correct solves.
         """
-        i, cfg, model = self._in, self.planner, self.model
-        z = model.encode(i(obs))
-        prior = policy_trajectories(model, z, cfg, i(noise.pi_eps))
-        mu = i(mean)
-        std = torch.full_like(mu, cfg.max_std)
-        out = []
-        for k in range(cfg.iterations):
-            r = mppi_iteration(
-                model, z, prior, mu, std, i(noise.samples[k]), i(noise.value_eps[k]), i(noise.q_heads[k], torch.int64),
-                cfg,
-            )  # fmt: skip
-            out.append(float(r.margin) / (1.0 + float(r.elite_value[-1].abs())))
-            mu, std = r.mean, r.std
-        return np.asarray(out)
+        cfg, model, draws = self.planner, self.model, self._noise(noise)
+        z = model.encode(self._in(obs))
+        prior = policy_trajectories(model, z, cfg, draws.pi_eps)
+        margins = [
+            float(r.margin) / (1.0 + float(r.elite_value[-1].abs()))
+            for r in iterate(model, z, prior, self._in(mean), cfg, draws)
+        ]
+        return np.asarray(margins)
 
     @torch.no_grad()
     def plan_init(self, obs: np.ndarray, pi_eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: D102
-        z, prior = self._init(self._in(obs), self._in(pi_eps))
+        z, prior = plan_init(self.model, self._in(obs), self._in(pi_eps), self.planner)
         return self._out(z), self._out(prior)
 
     @torch.no_grad()
@@ -110,11 +108,13 @@ class TorchBackend:
         explore_scale: float,
     ) -> StepOutput:
         i = self._in
-        m, s, action, vmean, vstd = self._step(
-            i(z), i(prior), i(mean), i(std), i(noise.samples), i(noise.value_eps), i(noise.q_heads, torch.int64),
-            i(noise.gumbel), i(noise.explore), torch.tensor(float(explore_scale), device=self.device),
+        r = plan_step(
+            self.model, i(z), i(prior), i(mean), i(std), i(noise.samples), i(noise.value_eps),
+            i(noise.q_heads, torch.int64), i(noise.gumbel), i(noise.explore),
+            torch.tensor(float(explore_scale), device=self.device), self.planner,
         )  # fmt: skip
-        return StepOutput(self._out(m), self._out(s), self._out(action), float(vmean), float(vstd))
+        out = self._out
+        return StepOutput(out(r.mean), out(r.std), out(r.action), float(r.elite_value_mean), float(r.elite_value_std))
 
 
 def model_config_from_contract(contract: ModelContract) -> ModelConfig:
@@ -128,25 +128,26 @@ def model_config_from_contract(contract: ModelContract) -> ModelConfig:
     return ModelConfig(**{k: contract.model[k] for k in names & set(contract.model)})
 
 
-def load_torch_backend(
-    folder: str | Path, contract: ModelContract, planner: MppiConfig, device: str = "cpu"
-) -> TorchBackend:
-    """A ``TorchBackend`` from an export folder's ``weights.safetensors``; the weights hash must match
-    the contract's ``weights_sha256``.
+def load_torch_backend(export: Export, device: str = "cpu") -> TorchBackend:
+    """A ``TorchBackend`` from a verified export's ``weights.safetensors`` (``open_export``), planning
+    at the contract's budget; the weights hash must match the contract's ``weights_sha256``.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from wm_control.runtime.weights import weights_sha256
+    from wm_control.model.weights import weights_sha256
 
-    path = Path(folder) / WEIGHTS_FILE
-    if not path.exists():
-        raise ModelContractError(f"{path} not found; export the model with wm-control-export first")
+    contract = export.contract
+    path = export_file(export, WEIGHTS_FILE)
     model = WorldModel(model_config_from_contract(contract))
-    model.load_state_dict(load_file(str(path)))
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise ExportError(f"{path} does not hold this model's weights ({type(exc).__name__}: {exc})") from None
     digest = weights_sha256(model)
     if digest != contract.weights_sha256:
         raise ModelContractError(
             f"model contract field 'weights_sha256' is {contract.weights_sha256[:16]}...; "
             f"{path.name} hashes to {digest[:16]}... (weights and metadata come from different exports)"
         )
-    return TorchBackend(model, contract, planner, device)
+    return TorchBackend(model, contract, MppiConfig(**contract.planner), device)

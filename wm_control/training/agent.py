@@ -28,7 +28,8 @@ from wm_control.errors import ConfigError, InputError, check_range
 from wm_control.model.config import ModelConfig
 from wm_control.model.ops import soft_ce, two_hot_inv
 from wm_control.model.world_model import WorldModel
-from wm_control.planning.mppi import MppiConfig, PlanState, draw_noise, plan
+from wm_control.planning.config import MppiConfig
+from wm_control.planning.solve import PlanState, draw_noise, plan
 from wm_control.training.buffer import Batch
 from wm_control.training.scale import RunningScale
 
