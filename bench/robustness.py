@@ -72,10 +72,14 @@ COUNT_KEYS = {REFUSED: REFUSED, HELD: HELD, ACCEPTED: ACCEPTED, RAW: "raw_traceb
 
 GOAL = np.array([0.5, 0.1, 0.4])  # inside the box the fr3-reach model was trained on [m]
 START_Q = np.asarray(FR3.start_q, dtype=np.float64)  # franka_ros2's start pose [rad]
-TICK = 0.02  # the fr3-reach control period [s]
-SERVO = 0.001  # the FR3's 1 kHz layer [s]
+# fr3-reach's own control contract (its task owns these numbers): control period [s], chunk shaping,
+# and the servo period of the simulated 1 kHz layer [s].
+_REACH = sim.make("fr3-reach")
+TICK: float = _REACH.config.dt
+CHUNKS: ChunkConfig = _REACH.config.chunk
+SERVO: float = _REACH.generator.servo_period
+_REACH.close()
 MARGIN_TOLERANCE = 1e-8  # rounding allowed on the chunk generator's position margin [rad]
-CHUNKS = ChunkConfig(velocity_fraction=0.3)  # the fr3-reach shaping
 PLANNER = {"horizon": 3, "iterations": 2, "num_samples": 32, "num_elites": 4, "num_pi_trajs": 2}
 CLI_ENV = {"MUJOCO_GL": "egl", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 # The tiny training run behind the complete (resumable) checkpoint: 50 random-action steps, no updates.
