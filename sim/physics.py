@@ -1,14 +1,17 @@
 """The simulated FR3 at 1 kHz: the MuJoCo model and data, driven by the tracking layer and watched by
 the limit monitor.
 
-``FR3Sim`` composes ``sim.tracking.TrackingController`` (a ``TrajectoryChunk`` replaces the active
-trajectory, interpolated by cubic Hermite splines; joint impedance ``tau = kp (q_d - q) + kd (dq_d - dq)
-+ g(q)`` through the arm's actuators, clamped to the joint torque limits) and
-``sim.monitor.ReflexMonitor`` (libfranka's reflexes on the command's velocity, acceleration and jerk,
-on the measured position and on contact torques). Each ``advance`` checks the interpolated command
-before stepping, so a command reflex stops the sim at the tick before the offending one; contacts are
-checked after every physics step, measured positions after the run. After a reflex the sim refuses
-to move until ``reset``; the reason is kept in ``reflex``.
+``FR3Sim`` composes ``sim.tracking.TrackingController`` (chunks interpolated by cubic Hermite splines;
+joint impedance ``tau = kp (q_d - q) + kd (dq_d - dq) + g(q)`` through the arm's actuators, clamped to
+the joint torque limits) and ``sim.monitor.ReflexMonitor`` (libfranka's reflexes on the command's
+velocity, acceleration and jerk, on the measured position and on contact torques). A chunk arrives
+through ``send`` (a ``TrajectoryChunk`` that starts from the current command, what the training env
+uses) or ``send_stamped`` (a ``StampedChunk`` stamped in the sim's clock ``time``, with
+joint_trajectory_controller's header-stamp semantics and a playout delay; refused chunks are counted
+in ``refused_chunks``). Each ``advance`` checks the interpolated command before stepping, so a
+command reflex stops the sim at the tick before the offending one; contacts are checked after every
+physics step, measured positions after the run. After a reflex the sim refuses to move until
+``reset``; the reason is kept in ``reflex``.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ import numpy as np
 
 from sim.monitor import MonitorConfig, Reflex, ReflexError, ReflexMonitor
 from sim.scene import ARM_JOINTS
-from sim.tracking import ImpedanceGains, TrackingController
+from sim.tracking import REFUSAL_REASONS, ImpedanceGains, Refusal, TrackingController
 from wm_control.errors import ConfigError, InputError, check_finite, check_range
 from wm_control.robot import FR3, RobotSpec
-from wm_control.trajectory import TrajectoryChunk
+from wm_control.trajectory import StampedChunk, TrajectoryChunk
 
 __all__ = ["FR3Sim", "StepReport"]
 
@@ -49,6 +52,9 @@ class FR3Sim:
         spec: limits used by the monitor.
         gains: impedance gains.
         monitor: which reflexes to raise.
+        playout_delay: how long after its stamp a stamped chunk takes over [s], in [0, 1]
+            (``sim.tracking``): set it to the worst delivery delay to be absorbed; 0 evaluates the
+            newest chunk at ``time - stamp``. ``send`` ignores it.
     """
 
     def __init__(
@@ -57,6 +63,7 @@ class FR3Sim:
         spec: RobotSpec = FR3,
         gains: ImpedanceGains = _DEFAULT_GAINS,
         monitor: MonitorConfig = _DEFAULT_MONITOR,
+        playout_delay: float = 0.0,
     ) -> None:
         names = [model.joint(i).name for i in range(min(model.njnt, 7))]
         if names != list(ARM_JOINTS):
@@ -65,7 +72,9 @@ class FR3Sim:
         self.data = mujoco.MjData(model)
         self.spec = spec
         self.h = float(model.opt.timestep)
-        self._tracking = TrackingController(self.h, gains)
+        self._tracking = TrackingController(self.h, gains, playout_delay)
+        self._refused = dict.fromkeys(REFUSAL_REASONS, 0)
+        self._last_refusal: Refusal | None = None
         self._monitor = ReflexMonitor(spec, self.h, monitor)
         self.set_gains(gains)
         self._tau_max = spec.limits.tau_max
@@ -126,9 +135,28 @@ class FR3Sim:
         """The reflex that stopped the robot, or ``None``."""
         return self._reflex
 
+    @property
+    def playout_delay(self) -> float:
+        """How long after its stamp a stamped chunk takes over [s]."""
+        return self._tracking.playout_delay
+
+    @property
+    def refused_chunks(self) -> dict[str, int]:
+        """Stamped chunks refused since construction, by reason (``sim.tracking.REFUSAL_REASONS``), a copy."""
+        return dict(self._refused)
+
+    @property
+    def last_refusal(self) -> Refusal | None:
+        """The most recent refusal since construction (reason, stamp, clock, message), or ``None``."""
+        return self._last_refusal
+
     # --- control -----------------------------------------------------------------------------
-    def reset(self, q: np.ndarray, gripper: float = 0.04) -> None:
-        """Put the arm at rest at ``q`` [rad] holding that position; clears any reflex."""
+    def reset(self, q: np.ndarray, gripper: float = 0.04, time: float = 0.0) -> None:
+        """Put the arm at rest at ``q`` [rad] holding that position, at ``time`` [s] (>= 0; a node that
+        stamps in its wall clock recovers from a reflex without turning its clock back); clears any
+        reflex and drops the active and pending chunks (the refusal counters keep counting).
+        """
+        check_range("reset time", time, 0.0)
         q = np.asarray(q, dtype=np.float64)
         if q.shape != (7,):
             raise InputError(f"reset q has shape {q.shape}; expected (7,)")
@@ -141,6 +169,7 @@ class FR3Sim:
                 f"reset q[{i}] ({ARM_JOINTS[i]}) = {q[i]:.4f} rad is outside [{lim.q_min[i]}, {lim.q_max[i]}]"
             )
         mujoco.mj_resetData(self.model, self.data)
+        self.data.time = float(time)
         self.data.qpos[:7] = q
         if self._has_gripper:
             check_range("gripper", gripper, 0.0, 0.04)
@@ -164,6 +193,30 @@ class FR3Sim:
         if self._reflex is not None:
             raise ReflexError(f"robot stopped by a reflex, reset first ({self._reflex.message})")
         self._tracking.send(chunk)
+
+    def send_stamped(self, chunk: StampedChunk) -> Refusal | None:
+        """Hand a stamped chunk to the 1 kHz layer (joint_trajectory_controller header-stamp semantics).
+
+        ``chunk.stamp`` is in this sim's clock (``time``). Accepted, it replaces the active trajectory at
+        ``stamp + playout_delay`` (at once if that has passed); each tick then samples it at the tick's
+        time minus ``playout_delay``. Refused (stamp more than one servo period ahead of ``time``, chunk
+        ending before ``time - playout_delay``, or older than an accepted one), nothing changes and the
+        refusal is counted in ``refused_chunks`` and kept in ``last_refusal``.
+
+        Returns:
+            ``None`` when accepted, else the ``Refusal``.
+
+        Raises:
+            ReflexError: the sim is stopped by a reflex.
+            InputError: the chunk is not for 7 joints.
+        """
+        if self._reflex is not None:
+            raise ReflexError(f"robot stopped by a reflex, reset first ({self._reflex.message})")
+        refusal = self._tracking.send_stamped(chunk, self.data.time)
+        if refusal is not None:
+            self._refused[refusal.reason] += 1
+            self._last_refusal = refusal
+        return refusal
 
     def advance(self, duration: float) -> StepReport:
         """Run the 1 kHz loop for ``duration`` seconds (rounded to whole physics ticks).

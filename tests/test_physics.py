@@ -1,4 +1,4 @@
-"""The 1 kHz layer: gravity compensation, impedance tracking, and the reflex monitor."""
+"""The 1 kHz layer: gravity compensation, impedance tracking, stamped chunks, and the reflex monitor."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from sim.tracking import ImpedanceGains, TrackingController
 from wm_control.chunking import ChunkConfig, ChunkGenerator
 from wm_control.errors import ConfigError, InputError
 from wm_control.robot import FR3
-from wm_control.trajectory import TrajectoryChunk
+from wm_control.runtime.commander import command_state_at
+from wm_control.trajectory import StampedChunk, TrajectoryChunk
 
 DT = 0.02
 H = 0.001  # servo period of the 1 kHz layer [s]
@@ -222,3 +223,273 @@ def test_tracking_alone_passes_through_the_knots_and_holds_the_last() -> None:
         tracker.commit(sp, 81)
     with pytest.raises(InputError, match="chunk positions have shape"):
         tracker.send(TrajectoryChunk(knots[:, :6], vels[:, :6], DT))
+
+
+# --- stamped chunks (joint_trajectory_controller header-stamp semantics) ----------------------------
+PLAYOUT = 0.015  # playout delay of the late-delivery tests [s]: the worst delivery delay they draw
+
+
+def _generator(sim: FR3Sim) -> ChunkGenerator:
+    return ChunkGenerator(FR3, ChunkConfig(velocity_fraction=0.3), DT, servo_period=sim.h)
+
+
+def _aggressive_actions(ticks: int = 50) -> list[np.ndarray]:
+    """20 action sequences: all +1, all -1, bang-bang (every joint flips every 2, 4, 8 ticks, both
+    signs) and uniform random; each runs 50 ticks from ``FR3.start_q`` without a reflex when on time.
+    """
+    seqs = [np.ones((ticks, 7)), -np.ones((ticks, 7))]
+    for period in (2, 4, 8):
+        bang = np.where((np.arange(ticks) // period) % 2 == 0, 1.0, -1.0)[:, None] * np.ones(7)
+        seqs += [bang, -bang]
+    rng = np.random.default_rng(0)
+    seqs += [rng.uniform(-1.0, 1.0, (ticks, 7)) for _ in range(20 - len(seqs))]
+    return seqs
+
+
+def _drive(sim: FR3Sim, actions: np.ndarray, delays_ms: np.ndarray, stamped: bool) -> list[np.ndarray]:
+    """Run one action per control tick, each chunk delivered ``delays_ms[k]`` ms after tick k starts.
+
+    The chunk of tick k starts from the command state the generator used, stamped at tick k's start.
+    Returns the command position at the end of every tick; stops at a reflex (``sim.reflex``).
+    """
+    gen = _generator(sim)
+    sim.reset(FR3.start_q)
+    state = gen.rest(FR3.start_q)
+    commands = []
+    for action, delay_ms in zip(actions, delays_ms, strict=True):
+        stamp = sim.time
+        res = gen.generate(state, action)
+        if delay_ms and sim.advance(delay_ms * H).reflex is not None:
+            break
+        if stamped:
+            assert sim.send_stamped(StampedChunk(stamp, state.q, state.dq, res.chunk)) is None
+        else:
+            sim.send(res.chunk)
+        if sim.advance(DT - delay_ms * H).reflex is not None:
+            break
+        commands.append(sim.command[0])
+        state = res.next_state
+    return commands
+
+
+def test_stamped_chunks_at_zero_delay_reproduce_send_exactly() -> None:
+    """``send(chunk)`` is ``send_stamped`` of the chunk stamped now from the current command: bit for bit,
+    in the samples of the tracking layer and in the physics. Stamped from the generator's own state
+    (what a controller sends) they differ only by the rounding of the spline's end velocity.
+    """
+    plain, stamped, own = (FR3Sim(build_model(hand=True, scene=True)) for _ in range(3))
+    trackers = [TrackingController(H, ImpedanceGains()) for _ in range(2)]
+    gen = _generator(plain)
+    rng = np.random.default_rng(3)
+    state = gen.rest(FR3.start_q)
+    for sim in (plain, stamped, own):
+        sim.reset(FR3.start_q)
+    for tracker in trackers:
+        tracker.reset(FR3.start_q)
+    for k in range(60):
+        res = gen.generate(state, rng.uniform(-1.0, 1.0, 7))
+        plain.send(res.chunk)
+        assert stamped.send_stamped(StampedChunk(stamped.time, *stamped.command, res.chunk)) is None
+        assert own.send_stamped(StampedChunk(own.time, state.q, state.dq, res.chunk)) is None
+        trackers[0].send(res.chunk)
+        assert trackers[1].send_stamped(StampedChunk(k * DT, *trackers[1].command, res.chunk), k * DT) is None
+        ref, sp = (t.setpoints(20) for t in trackers)
+        for a, b in zip(ref, sp, strict=True):
+            np.testing.assert_array_equal(a, b)
+        for tracker, s in zip(trackers, (ref, sp), strict=True):
+            tracker.commit(s, 20)
+        for sim in (plain, stamped, own):
+            assert sim.advance(DT).reflex is None
+        np.testing.assert_array_equal(stamped.command[0], plain.command[0])
+        np.testing.assert_array_equal(stamped.command[1], plain.command[1])
+        np.testing.assert_array_equal(stamped.data.qpos, plain.data.qpos)
+        np.testing.assert_array_equal(stamped.data.qvel, plain.data.qvel)
+        np.testing.assert_allclose(own.command[0], plain.command[0], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(own.data.qpos, plain.data.qpos, rtol=0, atol=1e-9)
+        state = res.next_state
+    assert stamped.refused_chunks == {"future": 0, "expired": 0, "out_of_order": 0}
+
+
+def test_late_stamped_chunks_within_the_playout_delay_trip_no_reflex() -> None:
+    """Chunks delivered 0-15 ms late with random jitter (20 aggressive sequences x 50 ticks, 30 % velocity).
+
+    Stamped, with a 15 ms playout delay, no reflex fires and the command is the one of on-time
+    delivery: each chunk takes over exactly at the previous chunk's first knot. Plain ``send`` trips the
+    acceleration / jerk reflexes (each chunk starts from wherever the command is when it arrives), and
+    so does stamped delivery without a playout delay (the previous chunk has been braking since the
+    stamp, so the late chunk's spline is elsewhere by the time it arrives).
+    """
+    model = build_model(hand=True, scene=True)
+    buffered, unbuffered = FR3Sim(model, playout_delay=PLAYOUT), FR3Sim(model)
+    rng = np.random.default_rng(7)
+    reflexes = {"stamped, playout 15 ms": 0, "stamped, playout 0": 0, "send": 0}
+    kinds = set()
+    for i, actions in enumerate(_aggressive_actions()):
+        delays = rng.integers(0, 16, len(actions))  # [ms], 0..15
+        late = _drive(buffered, actions, delays, stamped=True)
+        reflexes["stamped, playout 15 ms"] += buffered.reflex is not None
+        if i < 2:  # the command does not depend on the delivery delay: compare with on-time delivery
+            on_time = _drive(buffered, actions, np.zeros_like(delays), stamped=True)
+            np.testing.assert_allclose(np.array(late), np.array(on_time), rtol=0, atol=1e-12)
+        for sim, stamped, key in ((unbuffered, True, "stamped, playout 0"), (unbuffered, False, "send")):
+            _drive(sim, actions, delays, stamped)
+            if sim.reflex is not None:
+                reflexes[key] += 1
+                kinds.add(sim.reflex.kind)
+    assert buffered.refused_chunks == {"future": 0, "expired": 0, "out_of_order": 0}
+    assert reflexes["stamped, playout 15 ms"] == 0, reflexes
+    assert reflexes["send"] >= 15 and reflexes["stamped, playout 0"] >= 15, reflexes
+    assert kinds <= {"acceleration", "jerk"}, kinds
+
+
+def _stamped_rest(q: np.ndarray, stamp: float, knots: int = 5, offset: float = 0.0) -> StampedChunk:
+    """A chunk that starts at rest at ``q`` and holds ``q + offset`` at its knots (0: a hold)."""
+    return StampedChunk(
+        stamp, q, np.zeros(7), TrajectoryChunk(np.tile(q + offset, (knots, 1)), np.zeros((knots, 7)), DT)
+    )
+
+
+def test_refused_stamped_chunks_are_counted_and_the_active_trajectory_continues() -> None:
+    model = build_model(hand=True, scene=True)
+    sim, twin = FR3Sim(model), FR3Sim(model)
+    gen = _generator(sim)
+    state = gen.rest(FR3.start_q)
+    for s in (sim, twin):
+        s.reset(FR3.start_q)
+    for k in range(10):
+        res = gen.generate(state, np.ones(7))
+        for s in (sim, twin):
+            assert s.send_stamped(StampedChunk(k * DT, state.q, state.dq, res.chunk)) is None
+        if k == 5:  # refused: a stamp two servo periods ahead, a chunk that ended, an older stamp
+            now = sim.time
+            future = sim.send_stamped(_stamped_rest(FR3.start_q, now + 2 * H))
+            expired = sim.send_stamped(_stamped_rest(FR3.start_q, now - 5 * DT - H))
+            older = sim.send_stamped(StampedChunk(now - DT, state.q, state.dq, res.chunk))
+            assert future is not None and future.reason == "future" and future.stamp == now + 2 * H
+            assert "more than one servo period after the clock" in future.message
+            assert expired is not None and expired.reason == "expired" and "before it would start" in expired.message
+            assert older is not None and older.reason == "out_of_order" and older.now == now
+            assert sim.refused_chunks == {"future": 1, "expired": 1, "out_of_order": 1}
+            assert sim.last_refusal == older
+        for s in (sim, twin):
+            assert s.advance(DT).reflex is None
+        np.testing.assert_array_equal(sim.command[0], twin.command[0])
+        np.testing.assert_array_equal(sim.data.qpos, twin.data.qpos)
+        state = res.next_state
+    # The edges, after a reset (stamp order starts afresh): a chunk that ends exactly now is accepted,
+    # and so is a stamp one servo period ahead.
+    sim.reset(FR3.start_q)
+    assert sim.advance(0.2).reflex is None
+    assert sim.send_stamped(_stamped_rest(FR3.start_q, sim.time - 5 * DT)) is None
+    assert sim.send_stamped(_stamped_rest(FR3.start_q, sim.time + H)) is None
+    assert sim.refused_chunks == {"future": 1, "expired": 1, "out_of_order": 1}
+    assert sim.advance(DT).reflex is None
+    np.testing.assert_array_equal(sim.command[0], FR3.start_q)
+    with pytest.raises(InputError, match=r"stamped chunk start_q has shape \(6,\); expected \(7,\)"):
+        sim.send_stamped(
+            StampedChunk(sim.time, np.zeros(6), np.zeros(6), TrajectoryChunk(np.zeros((2, 6)), np.zeros((2, 6)), DT))
+        )
+
+
+def test_tracking_switches_to_a_pending_chunk_at_its_stamp_plus_the_playout_delay() -> None:
+    tracker = TrackingController(H, ImpedanceGains(), playout_delay=PLAYOUT)
+    q0 = FR3.start_q
+    tracker.reset(q0)
+    rng = np.random.default_rng(4)
+    knots = q0 + np.cumsum(rng.uniform(-0.01, 0.01, (3, 7)), axis=0)
+    first = StampedChunk(0.0, q0, np.zeros(7), TrajectoryChunk(knots, rng.uniform(-0.5, 0.5, (3, 7)), DT))
+    # Arrives at 4 ms (clock 0.004): pending until 15 ms, the command holds q0 until then.
+    tracker.commit(tracker.setpoints(4), 4)
+    assert tracker.send_stamped(first, 0.004) is None and tracker.pending == 1
+    sp = tracker.setpoints(30)  # ticks ending at 5..34 ms
+    np.testing.assert_array_equal(sp.q[:10], np.tile(q0, (10, 1)))
+    expected = first.sample(np.arange(15, 35) * H - PLAYOUT)
+    np.testing.assert_allclose(sp.q[10:], expected.q, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sp.dq[10:], expected.dq, rtol=0, atol=1e-9)
+    # A second chunk from the first one's state at 20 ms, arriving at 27 ms (late by 7 ms, within the
+    # playout delay): the first governs until 35 ms, then the second, sampled at its own times.
+    tracker.commit(sp, 23)
+    assert tracker.pending == 0
+    start = first.sample(np.array([0.02]))
+    second = StampedChunk(0.02, start.q[0], start.dq[0], TrajectoryChunk(knots[::-1], np.zeros((3, 7)), DT))
+    assert tracker.send_stamped(second, 0.027) is None and tracker.pending == 1
+    sp = tracker.setpoints(20)  # ticks ending at 28..47 ms
+    np.testing.assert_allclose(sp.q[:7], first.sample(np.arange(28, 35) * H - PLAYOUT).q, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sp.q[7:], second.sample(np.arange(35, 48) * H - PLAYOUT).q, rtol=0, atol=1e-12)
+    tracker.commit(sp, 20)
+    assert tracker.pending == 0
+    np.testing.assert_allclose(tracker.command[0], second.sample(np.array([0.047 - PLAYOUT])).q[0], atol=1e-12)
+    # A re-plan with the same stamp replaces a pending chunk; ``send`` drops pending chunks.
+    third = StampedChunk(0.04, *tracker.command, TrajectoryChunk(knots, np.zeros((3, 7)), DT))
+    assert tracker.send_stamped(third, 0.047) is None and tracker.send_stamped(third, 0.047) is None
+    assert tracker.pending == 1
+    tracker.send(TrajectoryChunk(knots, np.zeros((3, 7)), DT))
+    assert tracker.pending == 0
+
+
+def _commanded_jerk(
+    tracker: TrackingController, chunks: list[tuple[StampedChunk, float]], until: float
+) -> tuple[float, float]:
+    """Run ``tracker`` from time 0, handing it each ``(chunk, arrival time)``; the largest commanded
+    acceleration [rad/s^2] and jerk [rad/s^3] over all joints, from the 1 kHz velocity setpoints.
+    """
+    h, now, dqs = tracker.h, 0.0, [tracker.command[1]]
+    for chunk, arrival in [*chunks, (None, until)]:
+        n = int(round((arrival - now) / h))
+        if n > 0:
+            sp = tracker.setpoints(n)
+            tracker.commit(sp, n)
+            now += n * h
+            dqs += list(sp.dq)
+        if chunk is not None:
+            assert tracker.send_stamped(chunk, now) is None
+    acc = np.diff(np.array(dqs), axis=0) / h
+    return float(np.abs(acc).max()), float(np.abs(np.diff(acc, axis=0) / h).max())
+
+
+def test_stamps_between_servo_ticks_and_late_arrivals_within_the_delay_keep_the_shaped_limits() -> None:
+    """Stamps 0.4 ms off the 1 kHz grid (a controller's clock is not the servo's), chunks arriving
+    0-15 ms after them: the layer joins each chunk from its own command (JTC's interpolation from the
+    state before the message), and the command stays within the generator's shaping (80 % of the
+    FR3's acceleration and jerk limits) with a 5 % allowance for the joins between ticks.
+    """
+    gen = ChunkGenerator(FR3, ChunkConfig(), DT, 0.001)
+    rng = np.random.default_rng(3)
+    assert FR3.start_q is not None
+    for trial in range(4):
+        tracker = TrackingController(0.001, playout_delay=PLAYOUT)
+        tracker.reset(FR3.start_q)
+        state, last, chunks = gen.rest(FR3.start_q), None, []
+        for k in range(40):
+            stamp = 0.1 + k * DT + 0.0004
+            if last is not None:
+                state = command_state_at(last, last.stamp + DT)
+            last = StampedChunk(stamp, state.q, state.dq, gen.generate(state, rng.uniform(-1, 1, 7)).chunk)
+            chunks.append((last, stamp + rng.uniform(0.0, PLAYOUT)))
+        acc, jerk = _commanded_jerk(tracker, chunks, 1.5)
+        assert acc <= 0.8 * FR3.limits.ddq_max.max() * 1.05, (trial, acc)
+        assert jerk <= 0.8 * FR3.limits.dddq_max.max() * 1.05, (trial, jerk)
+
+
+def test_a_chunk_from_rest_starts_from_the_held_position_not_the_measured_one() -> None:
+    """A controller starting from rest plans from the position it measured, a few micro-radians from
+    the held command (the tracking error); a step of that size within one servo period would be a
+    jerk reflex. From rest the layer starts the chunk at its own held position and meets the chunk's
+    knots from the first one on.
+    """
+    assert FR3.start_q is not None
+    gen = ChunkGenerator(FR3, ChunkConfig(), DT, 0.001)
+    measured = FR3.start_q + 2e-5
+    chunk = gen.generate(gen.rest(measured), np.full(7, 0.5)).chunk
+    tracker = TrackingController(0.001, playout_delay=PLAYOUT)
+    tracker.reset(FR3.start_q)
+    acc, jerk = _commanded_jerk(tracker, [(StampedChunk(0.1, measured, np.zeros(7), chunk), 0.1)], 0.2)
+    # 20 urad made up over the first segment instead of within one tick (a jerk of 20,000 rad/s^3).
+    assert jerk < FR3.limits.dddq_max.max(), jerk
+    tracker = TrackingController(0.001, playout_delay=PLAYOUT)
+    tracker.reset(FR3.start_q)
+    tracker.send_stamped(StampedChunk(0.0, measured, np.zeros(7), chunk), 0.0)
+    sp = tracker.setpoints(int(round((PLAYOUT + 2 * DT) / 0.001)))
+    knot = int(round((PLAYOUT + DT) / 0.001)) - 1
+    np.testing.assert_allclose(sp.q[knot], chunk.positions[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sp.q[knot + 20], chunk.positions[1], rtol=0, atol=1e-12)

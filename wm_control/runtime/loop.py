@@ -113,6 +113,8 @@ class Command(NamedTuple):
     action: ``(A,)`` normalised velocity target in [-1, 1] that made the chunk (zeros on ``HOLD``).
     level, reason: as in ``stats``.
     stats: diagnostics of the tick.
+    start: the command state the chunk starts from (where the previous chunk's first knot was);
+        ``None`` with an empty chunk.
     """
 
     chunk: TrajectoryChunk
@@ -120,6 +122,7 @@ class Command(NamedTuple):
     level: FallbackLevel
     reason: str
     stats: TickStats
+    start: CommandState | None = None
 
 
 class ControlLoop:
@@ -215,6 +218,26 @@ class ControlLoop:
     def fault(self) -> str:
         """Reason of the ``HOLD`` in effect; ``""`` when the last tick was not a ``HOLD``."""
         return self._fault
+
+    def override_command(self, state: CommandState, *, keep_plan: bool = False) -> None:
+        """Continue from ``state`` instead of the command state the last chunk led to: where the
+        command really is (what was sent, sampled when the next tick starts: a brake of the safety
+        layer instead of the loop's chunk, a late tick). The warm start is dropped unless
+        ``keep_plan`` (the state is the one the plan went on from, up to timing).
+
+        Raises:
+            InputError: ``state`` is not finite or has the wrong shape.
+        """
+        arrays = []
+        for name, value in zip(state._fields, state, strict=True):
+            arr, reason = check_vector(name, value, self.generator.spec.dof)
+            if arr is None:
+                assert reason is not None
+                raise InputError(f"override_command: {reason.text}")
+            arrays.append(arr)
+        self._command = CommandState(*arrays)
+        if not keep_plan:
+            self._chain.reset()
 
     def reset(self, q: np.ndarray) -> None:
         """Start from rest at ``q (n,)`` [rad]: command state ``generator.rest(q)``, warm start zeros,
@@ -319,6 +342,7 @@ class ControlLoop:
                 self._counters["recovery"] += 1
             self._fault = ""
         n = self.generator.spec.dof
+        chunk_start = self._command
         if self._command is None:  # HOLD before any valid q: nothing to brake, nothing to send
             chunk = TrajectoryChunk(np.empty((0, n)), np.empty((0, n)), self.generator.dt)
         else:
@@ -344,4 +368,4 @@ class ControlLoop:
             state_age_s=age,
         )
         self._last_stats = stats
-        return Command(chunk, decision.action, level, reason, stats)
+        return Command(chunk, decision.action, level, reason, stats, chunk_start)

@@ -1,0 +1,203 @@
+"""One tick of a deployed controller: the control loop's chunk, verified by the safety layer and
+stamped for the 1 kHz layer that executes it (what the ROS controller node calls every ``dt``).
+
+Stamps lie on one grid, ``dt`` apart, anchored at the first tick (``_grid``), which is the knot grid of every
+chunk sent: a chunk is stamped with the last grid time at or before its tick's start, and starts from
+where the last chunk sent puts the command then, one of its knots (past its end: at rest at its last
+knot). So consecutive chunks meet at a knot, where the command's acceleration changes once, within
+the jerk limit, as in training; a switch between knots could put two acceleration steps within one
+servo period. The executing layer runs a fixed playout delay behind the stamps
+(``sim.physics.FR3Sim``), so a chunk that arrives within that delay takes over exactly there,
+whatever the timer's jitter. A chunk ready later than ``max_lateness`` (below the layer's delay,
+leaving time for delivery) is not sent: the layer goes on with the last one, and the next tick
+starts from it again. A chunk that starts from rest (the first one, after a restart) is stamped like
+any other, so that the next tick's chunk follows it one period later, never with the same stamp.
+
+Every chunk passes the safety layer (``wm_control.safety``), which shares no code with the chunk
+generator. A chunk that fails is not sent: the safety layer's brake goes instead (the next tick starts
+from it like from any chunk sent), and the intervention is counted with its reasons.
+
+The commander follows the command it sent, not the robot. When the command has come to rest (a
+``HOLD`` braked it) at a position the measured one is more than ``RobotSpec.position_tolerance``
+away from, the robot is not where the commands left it (the robot or its simulator was restarted,
+or it was moved in between): the loop starts afresh from rest at the measured position, and the
+event is counted (``"resynced to the measured state"``). ``restart`` does the same on demand (a
+controller that is activated again).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from wm_control.chunking import CommandState
+from wm_control.errors import ConfigError, InputError
+from wm_control.runtime.loop import Command, ControlLoop
+from wm_control.safety import ChunkStart, SafetyLayer, Verdict
+from wm_control.trajectory import StampedChunk
+
+__all__ = ["Commander", "Outgoing", "command_state_at"]
+
+
+class Outgoing(NamedTuple):
+    """What one tick sends: the stamped chunk (``None``: nothing sent, see ``Commander.tick``), the
+    control loop's command (level, reason, diagnostics), and the safety layer's verdict on it.
+    """
+
+    chunk: StampedChunk | None
+    command: Command
+    verdict: Verdict | None
+
+
+def command_state_at(chunk: StampedChunk, t: float) -> CommandState:
+    """The command of ``chunk`` at time ``t`` [s]: position and velocity on its cubic Hermite, and the
+    acceleration of the segment that ends at or after ``t`` (of the one that ends exactly at a knot,
+    as the chunk generator counts it); after the last knot, at rest there.
+    """
+    knots = chunk.chunk
+    elapsed = t - chunk.stamp
+    if elapsed >= chunk.duration:
+        end = knots.positions[-1]
+        return CommandState(end.copy(), np.zeros_like(end), np.zeros_like(end))
+    sample = chunk.sample(np.array([max(t, chunk.stamp)]))
+    # A time within rounding of a knot is that knot (stamps are computed on the knot grid).
+    j = min(max(math.ceil(elapsed / knots.dt - 1e-6) - 1, 0), len(knots.positions) - 1)
+    before = knots.velocities[j - 1] if j > 0 else chunk.start_dq
+    return CommandState(sample.q[0].copy(), sample.dq[0].copy(), (knots.velocities[j] - before) / knots.dt)
+
+
+class Commander:
+    """A ``ControlLoop`` behind a safety layer, producing stamped chunks.
+
+    Args:
+        loop: the control loop (``control_loop(backend, ...)``).
+        safety: the verifier of outgoing chunks, for the same robot and ``dt``.
+        clock: the time base of the stamps and of the loop [s] (the executing layer's clock).
+        max_lateness: a chunk ready more than this after its stamp is not sent [s]; below the
+            executing layer's playout delay (default: one control period).
+        delay: the executing layer's playout delay [s] (0: none). The robot executes the command of
+            stamp time ``s`` at ``s + delay``, so a state measured at ``t`` shows the command of
+            ``t - delay``, while the chunk planned now starts from the command at the stamp. The loop
+            is given the measured state moved on by the command's progress between the two (what
+            the robot will measure when the chunk starts, up to tracking), so that the model sees
+            measured and commanded states as they were paired in training.
+    """
+
+    def __init__(
+        self,
+        loop: ControlLoop,
+        safety: SafetyLayer,
+        clock: Callable[[], float] = time.monotonic,
+        max_lateness: float | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        if max_lateness is not None and not max_lateness > 0:
+            raise ConfigError(f"Commander max_lateness={max_lateness!r} s; valid: > 0")
+        if not 0.0 <= delay <= 1.0:
+            raise ConfigError(f"Commander delay={delay!r} s; valid: [0, 1]")
+        self._delay = float(delay)
+        self._sent: deque[StampedChunk] = deque(maxlen=4 + math.ceil(delay / loop.generator.dt))
+        self.loop = loop
+        self.safety = safety
+        self._clock = clock
+        self._max_lateness = loop.generator.dt if max_lateness is None else float(max_lateness)
+        self._names = tuple(loop.generator.spec.joint_names)
+        self._last: StampedChunk | None = None
+        self._origin: float | None = None  # the stamp grid's origin: the first tick's start [s]
+        self._restart = True  # the next plausible state starts the loop from rest there
+        self._counters: Counter[str] = Counter()
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The loop's counters plus ``"safety interventions"``, one ``"safety: <kind>"`` per cause, and
+        ``"late chunks dropped"`` (planned, but ready too late to send).
+        """
+        return {**self.loop.counters, **self._counters}
+
+    @property
+    def last(self) -> StampedChunk | None:
+        """The last chunk sent."""
+        return self._last
+
+    def restart(self) -> None:
+        """Forget the chunks sent: the next tick starts from rest at the measured position, on a new
+        stamp grid (after the executing layer was restarted or the controller was deactivated).
+        """
+        self._last, self._origin, self._restart = None, None, True
+        self._sent.clear()
+
+    def tick(self, t: float, q: np.ndarray, dq: np.ndarray, goal: np.ndarray, *, hold: bool = False) -> Outgoing:
+        """Run one control tick on the state measured at ``t`` [s] (see ``ControlLoop.step``).
+
+        Nothing is sent when the loop has no command state yet (no valid joint state so far) or when
+        the chunk was ready later than ``max_lateness`` after the tick started.
+        """
+        stamp = self._grid(self._clock())
+        if self._last is not None:
+            rest, measured = command_state_at(self._last, stamp), np.asarray(q)
+            at_rest = not np.any(rest.dq) and not np.any(rest.ddq)
+            usable = measured.shape == rest.q.shape and np.isrealobj(measured) and bool(np.all(np.isfinite(measured)))
+            tolerance = self.loop.generator.spec.position_tolerance
+            if at_rest and usable and np.max(np.abs(measured - rest.q)) > tolerance:
+                self._counters["resynced to the measured state"] += 1
+                self._last, self._restart = None, True
+                self._sent.clear()
+        if self._restart and self._last is None:
+            try:
+                self.loop.reset(q)
+                self._restart = False
+            except InputError:
+                pass  # not a state to start from: the loop's checks name what is wrong on this tick
+        if self._last is not None:
+            # Where the command is at the stamp; the plan is still the one to warm-start from (it
+            # moved on by a tick), so it is kept.
+            self.loop.override_command(command_state_at(self._last, stamp), keep_plan=True)
+            q, dq = self._predict(t, q, dq, stamp)
+        command = self.loop.step(t, q, dq, goal, hold=hold)
+        if command.start is None or len(command.chunk.positions) == 0:
+            return Outgoing(None, command, None)
+        start = ChunkStart(command.start.q, command.start.dq, command.start.ddq)
+        verdict = self.safety.filter(command.chunk, start, self._names)
+        if not verdict.passed:
+            self._counters["safety interventions"] += 1
+            for kind in sorted({v.kind for v in verdict.violations}):
+                self._counters[f"safety: {kind}"] += 1
+        ready = self._clock()
+        if ready - stamp > self._max_lateness:
+            self._counters["late chunks dropped"] += 1
+            if self._last is None:  # nothing sent yet: the command is still at the (rest) start
+                self.loop.override_command(command.start, keep_plan=True)
+            return Outgoing(None, command, verdict)
+        self._last = StampedChunk(stamp, start.q, start.dq, verdict.chunk)
+        self._sent.append(self._last)
+        return Outgoing(self._last, command, verdict)
+
+    def _predict(self, t: float, q: np.ndarray, dq: np.ndarray, stamp: float) -> tuple[np.ndarray, np.ndarray]:
+        """The measured state of time ``t`` moved on by the command's progress from ``t - delay`` to
+        ``stamp`` (class docstring); unchanged without a delay, before any chunk covers ``t - delay``,
+        and for input the loop's checks will refuse.
+        """
+        executed_at = t - self._delay
+        covering = [c for c in self._sent if c.stamp <= executed_at + 1e-9]
+        q_arr, dq_arr = np.asarray(q), np.asarray(dq)
+        shape = (self.loop.generator.spec.dof,)
+        usable = all(a.shape == shape and np.isrealobj(a) and bool(np.all(np.isfinite(a))) for a in (q_arr, dq_arr))
+        if self._delay == 0.0 or not covering or not usable or self._last is None or not math.isfinite(t):
+            return q, dq
+        then, ahead = command_state_at(covering[-1], executed_at), command_state_at(self._last, stamp)
+        return q_arr + (ahead.q - then.q), dq_arr + (ahead.dq - then.dq)
+
+    def _grid(self, t: float) -> float:
+        """The last stamp-grid time at or before ``t`` [s]. The grid starts a quarter period before the
+        first call, so that later ticks that fire a little earlier in their period than the first one
+        (timer jitter) still fall after their grid time, not a whole period after the previous one.
+        """
+        if self._origin is None:
+            self._origin = t - 0.25 * self.loop.generator.dt
+        dt = self.loop.generator.dt
+        return self._origin + math.floor((t - self._origin) / dt + 1e-9) * dt

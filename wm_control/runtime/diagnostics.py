@@ -1,0 +1,99 @@
+"""What an operator reads about a running controller: a status computed from the ticks since the last
+report (what ``/diagnostics`` carries).
+
+``TickLog.add(outgoing)`` records each tick; ``TickLog.report()`` returns the level (``OK``, ``WARN``,
+``ERROR``), a one-line message, and the values: planner latency p50 / p99 / max [ms] and deadline
+misses over the window, ticks per fallback level, joint-state age [ms], safety interventions, and
+the cumulative counters of the loop and the safety layer. ``ERROR``: the arm is held by a fault
+(stale or bad state, no model output) or the safety layer replaced a chunk; ``WARN``: ticks below a
+full solve or deadline misses; ``OK`` otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import NamedTuple
+
+import numpy as np
+
+from wm_control.runtime.commander import Outgoing
+from wm_control.runtime.fallback import FallbackLevel
+
+__all__ = ["OK", "WARN", "ERROR", "Report", "TickLog"]
+
+OK, WARN, ERROR = 0, 1, 2
+_HOLD_BY_REQUEST = "hold requested"
+
+
+class Report(NamedTuple):
+    """A status: ``level`` (``OK``/``WARN``/``ERROR``), ``message`` (one line), ``values`` (name -> text)."""
+
+    level: int
+    message: str
+    values: dict[str, str]
+
+
+class TickLog:
+    """The ticks since the last report."""
+
+    def __init__(self) -> None:
+        self._start_window()
+        self._last: Outgoing | None = None
+        self._counters: dict[str, int] = {}
+
+    def _start_window(self) -> None:
+        self._latency: list[float] = []
+        self._age: list[float] = []
+        self._levels: Counter[str] = Counter()
+        self._misses = 0
+        self._interventions = 0
+
+    def add(self, out: Outgoing, counters: dict[str, int]) -> None:
+        """Record one tick and the cumulative counters after it."""
+        stats = out.command.stats
+        self._latency.append(stats.latency_s)
+        if math.isfinite(stats.state_age_s):
+            self._age.append(stats.state_age_s)
+        self._levels[stats.level.name] += 1
+        self._misses += stats.deadline_miss
+        self._interventions += out.verdict is not None and not out.verdict.passed
+        self._last, self._counters = out, counters
+
+    def report(self) -> Report:
+        """The status of the window, then start a new window."""
+        ticks = sum(self._levels.values())
+        values: dict[str, str] = {"ticks": str(ticks), "deadline misses": str(self._misses)}
+        if self._latency:
+            ms = np.asarray(self._latency) * 1e3
+            values.update({
+                "latency p50 [ms]": f"{np.median(ms):.2f}", "latency p99 [ms]": f"{np.percentile(ms, 99):.2f}",
+                "latency max [ms]": f"{ms.max():.2f}",
+            })  # fmt: skip
+        if self._age:
+            values["joint state age max [ms]"] = f"{max(self._age) * 1e3:.1f}"
+        values.update({f"ticks {name}": str(n) for name, n in sorted(self._levels.items())})
+        values["safety interventions"] = str(self._interventions)
+        values.update({f"total {k}": str(v) for k, v in sorted(self._counters.items())})
+        level, message = self._verdict(ticks)
+        self._start_window()
+        return Report(level, message, values)
+
+    def _verdict(self, ticks: int) -> tuple[int, str]:
+        last = self._last
+        if last is None or ticks == 0:
+            return WARN, "no control tick since the last report (no joint state yet, or not active)"
+        if self._interventions:
+            causes = sorted({v.kind for v in last.verdict.violations}) if last.verdict is not None else []
+            return ERROR, f"safety layer braked {self._interventions} time(s); last causes: {causes or 'see totals'}"
+        cmd = last.command
+        if cmd.level == FallbackLevel.HOLD and cmd.reason != _HOLD_BY_REQUEST:
+            return ERROR, f"holding: {cmd.reason}"
+        if cmd.level == FallbackLevel.HOLD:
+            return OK, "holding on request (~/hold)"
+        full = self._levels.get(FallbackLevel.MPPI.name, 0)
+        p99 = float(np.percentile(self._latency, 99)) * 1e3 if self._latency else math.nan
+        summary = f"{full}/{ticks} ticks full MPPI, latency p99 {p99:.1f} ms, {self._misses} deadline misses"
+        if full < ticks or self._misses:
+            return WARN, f"planning below budget: {summary}"
+        return OK, f"planning: {summary}"
