@@ -120,7 +120,7 @@ class GoalSequence:
         if self._distance <= s.tolerance and tcp_speed <= s.settle_speed:
             if self._settled_since is None:
                 self._settled_since = t
-            if t - self._settled_since >= s.settle_time:
+            if t - self._settled_since >= s.settle_time - 1e-9:  # times of measurements carry rounding
                 return self._finish(True, self._settled_since - self._started, "reached")
         else:
             self._settled_since = None

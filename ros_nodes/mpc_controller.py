@@ -1,0 +1,220 @@
+"""``wm_mpc_controller``: the learned MPC planner as a ROS 2 lifecycle node with franka_ros2's topics.
+
+- configure: read and check the parameters, open the export (``load_backend``: every file verified),
+  build the control loop from the model's contract and the safety layer. Any failure names its cause
+  and leaves the node unconfigured.
+- activate: a timer at the contract's ``dt``; each tick sends the latest ``joint_states`` and goal
+  through ``Commander.tick`` (ControlLoop -> safety layer -> stamped chunk) and publishes the chunk on
+  ``/<controller>/joint_trajectory``; ``~/goal`` (geometry_msgs/PointStamped, base frame) sets the
+  goal (one outside the model's workspace is refused with a warning; the previous goal stays);
+  ``~/hold`` (std_srvs/SetBool) holds until released; ``/diagnostics`` at ``diagnostics_period``.
+- deactivate: one last tick with a hold (the brake to rest), then nothing more is published.
+
+Everything but the message plumbing is ROS-free: ``wm_control.runtime`` (loop, commander,
+diagnostics), ``wm_control.safety`` and ``ros_nodes.conversions``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from ros_nodes.params import declare_parameters, param, read_parameters
+from wm_control.runtime.load import BACKENDS
+
+NAME = "wm_mpc_controller"
+
+
+@dataclass(frozen=True)
+class ControllerParams:
+    """Parameters of ``wm_mpc_controller`` (shipped values: ``configs/ros/wm_mpc_controller.yaml``)."""
+
+    export: str = param("exports/fr3-reach", "export folder written by wm-control-export (make export)")
+    backend: str = param("onnxruntime", "runtime that runs the model", choices=BACKENDS)
+    threads: int = param(2, "intra-op threads of the runtime (0: all cores)", low=0, high=256)
+    controller: str = param(
+        "fr3_arm_controller", "trajectory controller: commands go to /<controller>/joint_trajectory"
+    )
+    joint_states: str = param("/franka/joint_states", "joint state topic (1 kHz on a real FR3)")
+    margin: float = param(0.004, "time kept free at the end of each control period [s]", low=0.0, high=0.5)
+    stale_timeout: float = param(0.05, "a joint state older than this makes the arm hold [s]", low=0.001, high=10.0)
+    seed: int = param(0, "seed of the planner's noise", low=0, high=2**31 - 1)
+    safety_position_margin: float = param(
+        0.02, "safety layer: distance kept from the joint limits [rad]", low=0.0, high=0.5
+    )
+    max_lateness: float = param(
+        0.02,
+        "a chunk ready later than this after its stamp is not sent (the robot goes on with the previous "
+        "one); below the executing layer's playout delay, leaving time for delivery [s]",
+        low=0.001,
+        high=1.0,
+    )
+    playout_delay: float = param(
+        0.03,
+        "how far behind the stamps the executing layer runs (wm_mujoco_sim's playout_delay); the "
+        "measured state is predicted over it [s]",
+        low=0.0,
+        high=0.5,
+    )
+    diagnostics_period: float = param(1.0, "period of /diagnostics [s]", low=0.05, high=60.0)
+    autostart: bool = param(
+        True, "configure and activate at start-up (simulation); false: wait for lifecycle transitions"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``ros2 run wm_control wm_mpc_controller``)."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from geometry_msgs.msg import PointStamped
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import JointState
+    from std_srvs.srv import SetBool
+    from trajectory_msgs.msg import JointTrajectory
+
+    from ros_nodes.conversions import chunk_to_trajectory, joint_state_arrays, point_goal
+    from wm_control.errors import InputError, WmControlError
+    from wm_control.runtime import control_loop, load_backend
+    from wm_control.runtime.checks import check_goal
+    from wm_control.runtime.commander import Commander
+    from wm_control.runtime.controller import warm_up
+    from wm_control.runtime.diagnostics import TickLog
+    from wm_control.safety import SafetyConfig, SafetyLayer
+
+    class MpcController(LifecycleNode):
+        def __init__(self) -> None:
+            super().__init__(NAME)
+            self.epoch_ns = self.get_clock().now().nanoseconds
+            self.commander: Commander | None = None
+            self.state: tuple[float, Any, Any] | None = None
+            self.goal: Any = None
+            self.hold = False
+            self.log = TickLog()
+            self.tick_timers: list[Any] = []
+            self.traj_pub = self.diag_pub = None
+
+        def now(self) -> float:
+            """Seconds since the node started: stamps near 1e9 s would lose the knot grid's precision."""
+            return (self.get_clock().now().nanoseconds - self.epoch_ns) * 1e-9
+
+        def on_configure(self, state: Any) -> Any:
+            try:
+                self.p = p = read_parameters(self, ControllerParams)  # values may have changed since start-up
+                backend = load_backend(p.export, p.backend, threads=p.threads)
+                warm_up(backend)
+                loop = control_loop(
+                    backend, clock=self.now, margin=p.margin, stale_timeout=p.stale_timeout, seed=p.seed
+                )
+                spec, dt = loop.generator.spec, loop.generator.dt
+                # The brake's accelerations and jerks must stay within what the generator accepts as a
+                # command state next tick, so the safety layer uses the chunk shaping's fractions.
+                shaping = loop.generator.config
+                limits = SafetyConfig(
+                    position_margin=p.safety_position_margin,
+                    acceleration_fraction=shaping.acceleration_fraction,
+                    jerk_fraction=shaping.jerk_fraction,
+                )
+                safety = SafetyLayer(spec, limits, dt, loop.generator.servo_period)
+            except WmControlError as exc:
+                self.get_logger().error(f"configure failed: {exc}")
+                return TransitionCallbackReturn.FAILURE
+            self.commander = Commander(loop, safety, self.now, max_lateness=p.max_lateness, delay=p.playout_delay)
+            self.names = spec.joint_names
+            self.goal_space = backend.contract.goal
+            latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self.traj_pub = self.create_lifecycle_publisher(JointTrajectory, f"/{p.controller}/joint_trajectory", 10)
+            self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+            self.create_subscription(JointState, p.joint_states, self.on_state, reliable)
+            self.create_subscription(PointStamped, "~/goal", self.on_goal, latched)
+            self.create_service(SetBool, "~/hold", self.on_hold)
+            c = backend.contract
+            self.get_logger().info(f"configured: {c.task} model ({c.model_preset}, {c.planner['num_samples']} x "
+                                   f"{c.planner['iterations']}) on {p.backend}, {1 / dt:.0f} Hz")  # fmt: skip
+            return TransitionCallbackReturn.SUCCESS
+
+        def on_activate(self, state: Any) -> Any:
+            assert self.commander is not None
+            self.commander.restart()  # the robot may have moved while inactive
+            self.hold = False
+            self.tick_timers = [
+                self.create_timer(self.commander.loop.config.dt, self.on_tick),
+                self.create_timer(self.p.diagnostics_period, self.on_diagnostics),
+            ]
+            return super().on_activate(state)
+
+        def on_deactivate(self, state: Any) -> Any:
+            self.hold = True
+            self.on_tick()  # the brake to rest goes out before publishing stops
+            for timer in self.tick_timers:
+                self.destroy_timer(timer)
+            self.tick_timers = []
+            return super().on_deactivate(state)
+
+        def on_state(self, msg: Any) -> None:
+            try:
+                self.state = joint_state_arrays(msg, self.names, self.epoch_ns)
+            except InputError as exc:
+                self.get_logger().warning(f"joint state ignored: {exc}", throttle_duration_sec=2.0)
+
+        def on_goal(self, msg: Any) -> None:
+            try:
+                goal = point_goal(msg)
+                outside = check_goal(goal, self.goal_space)
+                if outside is not None:
+                    raise InputError(outside.text)
+            except InputError as exc:
+                self.get_logger().warning(f"goal refused ({exc}); keeping {self.goal}")
+                return
+            self.goal = goal
+
+        def on_hold(self, request: Any, response: Any) -> Any:
+            self.hold = bool(request.data)
+            response.success, response.message = True, "holding" if self.hold else "released"
+            return response
+
+        def on_tick(self) -> None:
+            if self.commander is None or self.state is None or self.goal is None:
+                return
+            t, q, dq = self.state
+            out = self.commander.tick(t, q, dq, self.goal, hold=self.hold)
+            self.log.add(out, self.commander.counters)
+            if out.chunk is not None and self.traj_pub is not None:
+                self.traj_pub.publish(chunk_to_trajectory(self.names, out.chunk, self.epoch_ns))
+
+        def on_diagnostics(self) -> None:
+            report = self.log.report()
+            status = DiagnosticStatus(name=f"{NAME}: learned MPC", level=bytes([report.level]), message=report.message)
+            status.values = [KeyValue(key=k, value=v) for k, v in report.values.items()]
+            msg = DiagnosticArray(status=[status])
+            msg.header.stamp = self.get_clock().now().to_msg()
+            if self.diag_pub is not None:
+                self.diag_pub.publish(msg)
+
+    rclpy.init(args=argv)
+    node = MpcController()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        params = declare_parameters(node, ControllerParams)
+    except WmControlError as exc:
+        node.get_logger().error(str(exc))
+        sys.exit(2)
+    if params.autostart:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            sys.exit(2)
+        node.trigger_activate()
+    try:
+        executor.spin()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The ROS 2 layer without a running graph where possible: parameter schemas and the shipped params
+files, message conversions, the launch files through the project's launch runner, and the controller
+node's refusals as a real rclpy process (loopback, this process's ``ROS_DOMAIN_ID``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from apps.launch import check, command, parse
+from ros_nodes import NODES
+from ros_nodes.conversions import (
+    chunk_to_trajectory,
+    joint_state_arrays,
+    joint_state_message,
+    trajectory_to_chunk,
+)
+from ros_nodes.params import from_values, params_file, render_params_file, shipped_values
+from wm_control.chunking import ChunkConfig, ChunkGenerator
+from wm_control.errors import ConfigError, InputError
+from wm_control.robot import FR3
+from wm_control.trajectory import StampedChunk
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.xml"))
+
+
+@pytest.mark.parametrize("node", sorted(NODES))
+def test_shipped_params_files_are_the_schemas_defaults(node: str) -> None:
+    """``configs/ros/<node>.yaml`` is what ``python -m ros_nodes.params`` writes from the schema, and
+    loads back to the schema's defaults.
+    """
+    path = params_file(node, ROOT / "configs")
+    assert path.read_text() == render_params_file(NODES[node], node), "regenerate: python -m ros_nodes.params"
+    assert from_values(NODES[node], shipped_values(path, node)) == NODES[node]()
+
+
+def test_parameter_errors_name_the_parameter_and_the_valid_range() -> None:
+    schema = NODES["wm_mpc_controller"]
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['exprot'\].*valid: \["):
+        from_values(schema, {"exprot": "x"})
+    with pytest.raises(ConfigError, match=r"'threads' = '2' has type str; expected int"):
+        from_values(schema, {"threads": "2"})
+    with pytest.raises(ConfigError, match=r"'max_lateness' = 5.0 is out of range; valid: \[0.001, 1.0\]"):
+        from_values(schema, {"max_lateness": 5.0})
+    with pytest.raises(ConfigError, match=r"'backend' = 'tflite'; valid: \['onnxruntime', 'tensorrt', 'torch'\]"):
+        from_values(schema, {"backend": "tflite"})
+    assert from_values(schema, {"margin": 0}).margin == 0.0  # an int where a float is expected is fine
+
+
+def test_a_stamped_chunk_survives_a_joint_trajectory_round_trip_in_another_joint_order() -> None:
+    gen = ChunkGenerator(FR3, ChunkConfig(), 0.02, 0.001)
+    assert FR3.start_q is not None
+    state = gen.rest(FR3.start_q)
+    chunk = StampedChunk(12.34, state.q, state.dq, gen.generate(state, np.linspace(-1, 1, 7)).chunk)
+    epoch = 1_796_000_000_123_456_789  # a wall-clock epoch: stamps stay exact relative to it
+    msg = chunk_to_trajectory(FR3.joint_names, chunk, epoch)
+    assert len(msg.points) == len(chunk.chunk.positions) + 1 and msg.points[0].time_from_start.sec == 0
+    order = [6, 0, 5, 1, 4, 2, 3]  # a controller may list the joints in any order
+    msg.joint_names = [msg.joint_names[i] for i in order]
+    for p in msg.points:
+        p.positions = [p.positions[i] for i in order]
+        p.velocities = [p.velocities[i] for i in order]
+    back = trajectory_to_chunk(msg, FR3.joint_names, epoch)
+    assert back.stamp == pytest.approx(chunk.stamp, abs=1e-9)
+    np.testing.assert_array_equal(back.chunk.positions, chunk.chunk.positions)
+    np.testing.assert_array_equal(back.chunk.velocities, chunk.chunk.velocities)
+    np.testing.assert_array_equal(back.start_q, chunk.start_q)
+    assert back.chunk.dt == pytest.approx(chunk.chunk.dt, abs=1e-9)
+    msg.joint_names[0] = "panda_joint7"
+    with pytest.raises(InputError, match="fr3_joint7"):
+        trajectory_to_chunk(msg, FR3.joint_names, epoch)
+
+
+def test_joint_states_convert_both_ways_and_a_missing_joint_is_named() -> None:
+    q, dq = np.linspace(-1, 1, 7), np.linspace(0.1, 0.7, 7)
+    msg = joint_state_message(FR3.joint_names, 3.5, q, dq, 10**18)
+    t, q2, dq2 = joint_state_arrays(msg, FR3.joint_names, 10**18)
+    assert t == pytest.approx(3.5, abs=1e-9)
+    np.testing.assert_array_equal(q2, q)
+    np.testing.assert_array_equal(dq2, dq)
+    msg.name = list(msg.name[:6])
+    msg.position = list(msg.position[:6])
+    msg.velocity = list(msg.velocity[:6])
+    with pytest.raises(InputError, match="fr3_joint7"):
+        joint_state_arrays(msg, FR3.joint_names, 10**18)
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_files_check_out_and_start_nodes_as_launch_ros_would(path: Path) -> None:
+    nodes = parse(path, {})
+    assert nodes and check(nodes) == []
+    for node in nodes:
+        cmd = command(node)
+        assert cmd[1:4] == ["--ros-args", "-r", f"__node:={node.name}"]
+        assert all(Path(f).is_file() for f in node.params_files)
+
+
+def test_the_launch_runner_names_what_is_wrong() -> None:
+    path = ROOT / "launch" / "sim.launch.xml"
+    with pytest.raises(ConfigError, match=r"unknown launch argument\(s\) \['backnd'\]"):
+        parse(path, {"backnd": "torch"})
+    problems = check(parse(path, {"backend": "tflite"}))
+    assert problems and "'backend' = 'tflite'" in problems[0]
+
+
+def _run_node(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    assert "ROS_DOMAIN_ID" in env  # conftest gives every test process its own
+    cmd = [sys.executable, "-m", "ros_nodes.mpc_controller", "--ros-args", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def test_the_controller_refuses_an_unknown_parameter_and_a_missing_export(tmp_path: Path) -> None:
+    """A real rclpy process: each mistake ends it with exit code 2 and one line that names the cause."""
+    typo = _run_node(["-p", "exprot:=exports/fr3-reach"])
+    assert typo.returncode == 2, typo.stderr
+    assert "unknown parameter(s) ['exprot']" in typo.stderr
+    missing = _run_node(["-p", f"export:={tmp_path / 'nothing'}"])
+    assert missing.returncode == 2, missing.stderr
+    assert "configure failed" in missing.stderr and str(tmp_path / "nothing") in missing.stderr
+    assert "Traceback" not in missing.stderr + typo.stderr
