@@ -54,8 +54,10 @@ def main() -> None:
     contract = backend.contract
     if contract.task != "fr3-reach":
         raise SystemExit(f"{args.export} holds a {contract.task!r} model, not fr3-reach")
-    # The env executes actions exactly as in training: control period and chunk shaping from the contract.
-    env = sim.make("fr3-reach", env={"dt": contract.dt, "chunk": contract.action["chunk"]})
+    # The env executes actions exactly as in training: control period, chunk shaping and the dead time
+    # (playout delay) of the link from the contract.
+    delay = float(contract.action.get("playout_delay", 0.0))
+    env = sim.make("fr3-reach", env={"dt": contract.dt, "chunk": contract.action["chunk"], "playout_delay": delay})
     now = [0.0]
     clock = time.monotonic if args.realtime else (lambda: now[0])
     loop = control_loop(backend, servo_period=env.physics.h, clock=clock, seed=args.seed)

@@ -52,8 +52,8 @@ class ControllerParams:
     )
     playout_delay: float = param(
         0.03,
-        "how far behind the stamps the executing layer runs (wm_mujoco_sim's playout_delay); the "
-        "measured state is predicted over it [s]",
+        "how far behind the stamps the executing layer runs (wm_mujoco_sim's playout_delay); must be the "
+        "model's (its contract's action.playout_delay, 0 if absent) [s]",
         low=0.0,
         high=0.5,
     )
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     from trajectory_msgs.msg import JointTrajectory
 
     from ros_nodes.conversions import chunk_to_trajectory, joint_state_arrays, point_goal
-    from wm_control.errors import InputError, WmControlError
+    from wm_control.errors import InputError, ModelContractError, WmControlError
     from wm_control.runtime import control_loop, load_backend
     from wm_control.runtime.checks import check_goal
     from wm_control.runtime.commander import Commander
@@ -118,10 +118,16 @@ def main(argv: list[str] | None = None) -> None:
                     jerk_fraction=shaping.jerk_fraction,
                 )
                 safety = SafetyLayer(spec, limits, dt, loop.generator.servo_period)
+                trained = float(backend.contract.action.get("playout_delay", 0.0))
+                if abs(trained - p.playout_delay) > 1e-9:
+                    raise ModelContractError(
+                        f"model contract field 'action.playout_delay' is {trained} s (the dead time it was trained "
+                        f"with); parameter playout_delay says the executing layer runs {p.playout_delay} s behind"
+                    )
             except WmControlError as exc:
                 self.get_logger().error(f"configure failed: {exc}")
                 return TransitionCallbackReturn.FAILURE
-            self.commander = Commander(loop, safety, self.now, max_lateness=p.max_lateness, delay=p.playout_delay)
+            self.commander = Commander(loop, safety, self.now, max_lateness=p.max_lateness)
             self.names = spec.joint_names
             self.goal_space = backend.contract.goal
             latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -36,6 +36,9 @@ def control_contract(env: Any) -> ControlContract:
             "velocity_scale": [float(v) for v in generator.velocity_scale],
             "chunk": to_dict(generator.config),
         }
+        delay = float(getattr(getattr(base, "config", None), "playout_delay", 0.0))
+        if delay > 0.0:  # chunks start this long after their tick: the deployed layer must run as far behind
+            action["playout_delay"] = delay
         goal = task.goal_space()
         return ControlContract(
             spec.name, tuple(spec.joint_names), float(generator.dt), task.layout.to_dict(), action, goal

@@ -32,6 +32,7 @@ from wm_control.chunking import ChunkConfig, ChunkGenerator, CommandState
 from wm_control.config import from_dict
 from wm_control.errors import ConfigError, InputError, WmControlError, check_range
 from wm_control.robot import FR3
+from wm_control.trajectory import StampedChunk
 
 __all__ = ["FR3Env", "FR3EnvConfig"]
 
@@ -48,6 +49,10 @@ class FR3EnvConfig:
     gains: joint impedance gains of the 1 kHz layer.
     monitor: which reflexes the sim raises.
     randomization: per-episode domain randomisation (identity by default).
+    playout_delay: how long after its tick a chunk starts executing [s], in [0, 0.1]: the deployed
+        link's dead time (the ROS sim node's ``playout_delay``: a chunk is stamped with its tick's
+        time and the 1 kHz layer runs this far behind the stamps). 0: at the tick, as before. A model
+        trained with a delay records it in its control contract and is deployed with the same one.
     render_width / render_height: ``render()`` frame size [px]; camera: a camera of scene.xml.
     """
 
@@ -58,6 +63,7 @@ class FR3EnvConfig:
     gains: ImpedanceGains = field(default_factory=ImpedanceGains)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
+    playout_delay: float = 0.0
     render_width: int = 320
     render_height: int = 240
     camera: str = "front"
@@ -65,6 +71,7 @@ class FR3EnvConfig:
     def __post_init__(self) -> None:
         check_range("env.dt", self.dt, 0.002, 0.2)
         check_range("env.episode_seconds", self.episode_seconds, self.dt, 3600.0)
+        check_range("env.playout_delay", self.playout_delay, 0.0, 0.1)
         check_range("env.render_width", self.render_width, 16, 4096)
         check_range("env.render_height", self.render_height, 16, 4096)
         if self.camera not in ("front", "side"):
@@ -94,7 +101,7 @@ class FR3Env(gym.Env[np.ndarray, np.ndarray]):
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": int(round(1.0 / config.dt))}
         model = build_model(hand=config.hand, scene=True)
-        self.physics = FR3Sim(model, FR3, config.gains, config.monitor)
+        self.physics = FR3Sim(model, FR3, config.gains, config.monitor, playout_delay=config.playout_delay)
         # The MJCF timestep owns the servo rate: the generator refuses chunk shaping made for another.
         try:
             self.generator = ChunkGenerator(FR3, config.chunk, config.dt, servo_period=float(model.opt.timestep))
@@ -162,7 +169,13 @@ class FR3Env(gym.Env[np.ndarray, np.ndarray]):
             self._pending.append(np.array(action, dtype=np.float64))
             action = self._pending.popleft()
         result = self.generator.generate(self._command, action)
-        self.physics.send(result.chunk)
+        if self.config.playout_delay > 0.0:
+            start = self._command
+            refusal = self.physics.send_stamped(StampedChunk(self.physics.time, start.q, start.dq, result.chunk))
+            if refusal is not None:  # stamps are the tick times, in order: a refusal is a bug
+                raise WmControlError(f"env: the 1 kHz layer refused a chunk: {refusal.message}")
+        else:
+            self.physics.send(result.chunk)
         report = self.physics.advance(self.config.dt)
         self._command = result.next_state
         self._steps += 1

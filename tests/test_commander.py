@@ -1,6 +1,6 @@
 """The commander: stamped chunks on one grid that chain exactly, late chunks dropped, the safety
-layer's brake in place of a refused chunk, the resync at rest, and the prediction over the executing
-layer's delay (``wm_control.runtime.commander``). A fake backend and a fake clock: no ROS, no model.
+layer's brake in place of a refused chunk and the resync at rest (``wm_control.runtime.commander``).
+A fake backend and a fake clock: no ROS, no model.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ Q0 = FR3.start_q.copy()
 GOAL = np.array([0.5, 0.0, 0.4])
 
 
-def make(max_lateness: float = 0.03, delay: float = 0.0, safety: SafetyConfig | None = None, **cost: float):
+def make(max_lateness: float = 0.03, safety: SafetyConfig | None = None, **cost: float):
     clock = FakeClock()
     backend = FakeBackend(clock, model_contract(), **cost)
     loop = control_loop(backend, clock=clock)
@@ -29,7 +29,7 @@ def make(max_lateness: float = 0.03, delay: float = 0.0, safety: SafetyConfig | 
         acceleration_fraction=shaping.acceleration_fraction, jerk_fraction=shaping.jerk_fraction
     )
     layer = SafetyLayer(FR3, config, DT, loop.generator.servo_period)
-    return Commander(loop, layer, clock, max_lateness=max_lateness, delay=delay), clock
+    return Commander(loop, layer, clock, max_lateness=max_lateness), clock
 
 
 def next_period(clock: FakeClock) -> float:
@@ -122,41 +122,9 @@ def test_restart_starts_from_rest_at_the_measured_position() -> None:
     np.testing.assert_array_equal(out.chunk.start_dq, 0.0)
 
 
-def test_over_a_delay_a_perfectly_tracked_state_is_predicted_to_the_command_at_the_stamp() -> None:
-    """The robot executes the command of stamp time s at s + delay. Measured when it tracks
-    perfectly, the state at t is the command of t - delay; the loop must see the command of the
-    stamp (where the chunk will start), which is what it saw in training.
-    """
-    delay = 0.03
-    commander, clock = make(delay=delay)
-    seen: list[tuple[np.ndarray, np.ndarray]] = []
-    step = commander.loop.step
-
-    def spy(t, q, dq, goal, **kw):  # noqa: ANN001, ANN202
-        seen.append((np.array(q), np.array(dq)))
-        return step(t, q, dq, goal, **kw)
-
-    commander.loop.step = spy  # type: ignore[method-assign]
-    sent = []
-    for k in range(10):
-        t = next_period(clock)
-        executed = [c for c in sent if c.stamp <= t - delay + 1e-9]
-        state = command_state_at(executed[-1], t - delay) if executed else None
-        q = state.q if state is not None else Q0
-        dq = state.dq if state is not None else np.zeros(7)
-        out = commander.tick(t, q, dq, GOAL)
-        sent.append(out.chunk)
-        if k >= 3:  # the executed command is one of the chunks sent by now
-            expected = command_state_at(sent[-2], out.chunk.stamp)
-            np.testing.assert_allclose(seen[-1][0], expected.q, rtol=0, atol=1e-12)
-            np.testing.assert_allclose(seen[-1][1], expected.dq, rtol=0, atol=1e-12)
-
-
 def test_commander_options_are_checked() -> None:
     clock = FakeClock()
     loop = control_loop(FakeBackend(clock, model_contract()), clock=clock)
     layer = SafetyLayer(FR3, SafetyConfig(), DT, loop.generator.servo_period)
     with pytest.raises(ConfigError, match="max_lateness"):
         Commander(loop, layer, clock, max_lateness=0.0)
-    with pytest.raises(ConfigError, match="delay"):
-        Commander(loop, layer, clock, delay=-0.01)

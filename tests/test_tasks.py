@@ -288,3 +288,29 @@ def test_reach_observation_layout_is_consistent() -> None:
     finite_diff = (env.physics.tcp_position - tcp_before) / env.config.dt
     assert np.linalg.norm(vel) > 0.1
     np.testing.assert_allclose(0.5 * (vel + obs_next[sl["tcp_velocity"]]), finite_diff, atol=0.02)
+
+
+def test_a_playout_delay_runs_the_same_commands_that_much_later_and_is_recorded_in_the_contract() -> None:
+    """With ``env.playout_delay`` each chunk is stamped with its tick and the 1 kHz layer runs that far
+    behind (what the ROS sim node does): the commanded trajectory is the undelayed one, shifted by the
+    delay (the same actions, from rest). The delay goes into the control contract, so that a model
+    trained with it is deployed with it.
+    """
+    from sim.contract import control_contract
+
+    actions = np.random.default_rng(2).uniform(-1.0, 1.0, (12, 7)).astype(np.float32)
+    commands = {}
+    for delay in (0.0, 0.04):  # 0.04 s: two control periods, so tick ends line up
+        env = sim.make("fr3-reach", env={"playout_delay": delay})
+        env.reset(seed=1)
+        log = []
+        for a in actions:
+            env.step(a)
+            log.append(env.unwrapped.physics.command[0])
+        commands[delay] = np.array(log)
+        assert control_contract(env).action.get("playout_delay") == (delay or None)
+        env.close()
+    np.testing.assert_allclose(commands[0.04][2:], commands[0.0][:-2], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(commands[0.04][0], commands[0.04][1])  # held at rest meanwhile
+    with pytest.raises(ConfigError, match=r"env.playout_delay"):
+        sim.make("fr3-reach", env={"playout_delay": 0.5})

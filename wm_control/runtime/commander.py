@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -80,12 +80,6 @@ class Commander:
         clock: the time base of the stamps and of the loop [s] (the executing layer's clock).
         max_lateness: a chunk ready more than this after its stamp is not sent [s]; below the
             executing layer's playout delay (default: one control period).
-        delay: the executing layer's playout delay [s] (0: none). The robot executes the command of
-            stamp time ``s`` at ``s + delay``, so a state measured at ``t`` shows the command of
-            ``t - delay``, while the chunk planned now starts from the command at the stamp. The loop
-            is given the measured state moved on by the command's progress between the two (what
-            the robot will measure when the chunk starts, up to tracking), so that the model sees
-            measured and commanded states as they were paired in training.
     """
 
     def __init__(
@@ -94,14 +88,9 @@ class Commander:
         safety: SafetyLayer,
         clock: Callable[[], float] = time.monotonic,
         max_lateness: float | None = None,
-        delay: float = 0.0,
     ) -> None:
         if max_lateness is not None and not max_lateness > 0:
             raise ConfigError(f"Commander max_lateness={max_lateness!r} s; valid: > 0")
-        if not 0.0 <= delay <= 1.0:
-            raise ConfigError(f"Commander delay={delay!r} s; valid: [0, 1]")
-        self._delay = float(delay)
-        self._sent: deque[StampedChunk] = deque(maxlen=4 + math.ceil(delay / loop.generator.dt))
         self.loop = loop
         self.safety = safety
         self._clock = clock
@@ -129,7 +118,6 @@ class Commander:
         stamp grid (after the executing layer was restarted or the controller was deactivated).
         """
         self._last, self._origin, self._restart = None, None, True
-        self._sent.clear()
 
     def tick(self, t: float, q: np.ndarray, dq: np.ndarray, goal: np.ndarray, *, hold: bool = False) -> Outgoing:
         """Run one control tick on the state measured at ``t`` [s] (see ``ControlLoop.step``).
@@ -146,7 +134,6 @@ class Commander:
             if at_rest and usable and np.max(np.abs(measured - rest.q)) > tolerance:
                 self._counters["resynced to the measured state"] += 1
                 self._last, self._restart = None, True
-                self._sent.clear()
         if self._restart and self._last is None:
             try:
                 self.loop.reset(q)
@@ -157,7 +144,6 @@ class Commander:
             # Where the command is at the stamp; the plan is still the one to warm-start from (it
             # moved on by a tick), so it is kept.
             self.loop.override_command(command_state_at(self._last, stamp), keep_plan=True)
-            q, dq = self._predict(t, q, dq, stamp)
         command = self.loop.step(t, q, dq, goal, hold=hold)
         if command.start is None or len(command.chunk.positions) == 0:
             return Outgoing(None, command, None)
@@ -174,23 +160,7 @@ class Commander:
                 self.loop.override_command(command.start, keep_plan=True)
             return Outgoing(None, command, verdict)
         self._last = StampedChunk(stamp, start.q, start.dq, verdict.chunk)
-        self._sent.append(self._last)
         return Outgoing(self._last, command, verdict)
-
-    def _predict(self, t: float, q: np.ndarray, dq: np.ndarray, stamp: float) -> tuple[np.ndarray, np.ndarray]:
-        """The measured state of time ``t`` moved on by the command's progress from ``t - delay`` to
-        ``stamp`` (class docstring); unchanged without a delay, before any chunk covers ``t - delay``,
-        and for input the loop's checks will refuse.
-        """
-        executed_at = t - self._delay
-        covering = [c for c in self._sent if c.stamp <= executed_at + 1e-9]
-        q_arr, dq_arr = np.asarray(q), np.asarray(dq)
-        shape = (self.loop.generator.spec.dof,)
-        usable = all(a.shape == shape and np.isrealobj(a) and bool(np.all(np.isfinite(a))) for a in (q_arr, dq_arr))
-        if self._delay == 0.0 or not covering or not usable or self._last is None or not math.isfinite(t):
-            return q, dq
-        then, ahead = command_state_at(covering[-1], executed_at), command_state_at(self._last, stamp)
-        return q_arr + (ahead.q - then.q), dq_arr + (ahead.dq - then.dq)
 
     def _grid(self, t: float) -> float:
         """The last stamp-grid time at or before ``t`` [s]. The grid starts a quarter period before the
