@@ -215,7 +215,9 @@ def run(nodes: list[LaunchNode], grace_s: float = 10.0) -> int:
     except KeyboardInterrupt:
         code = 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # Stopping is not interrupted: a second Ctrl-C or SIGTERM while the nodes shut down is ignored.
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
             alive = [p for _, p in procs if p.poll() is None]
             for p in alive:
@@ -226,6 +228,8 @@ def run(nodes: list[LaunchNode], grace_s: float = 10.0) -> int:
                 time.sleep(0.05)
             if not alive:
                 break
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous)
     return code
 
 

@@ -16,8 +16,10 @@ diagnostics), ``wm_control.safety`` and ``ros_nodes.conversions``.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ros_nodes.params import declare_parameters, param, read_parameters
@@ -58,6 +60,9 @@ class ControllerParams:
         high=0.5,
     )
     diagnostics_period: float = param(1.0, "period of /diagnostics [s]", low=0.05, high=60.0)
+    stats_file: str = param(
+        "", "JSON file the run's tick statistics are written to at exit (bench/ros_loop.py); empty: none"
+    )
     autostart: bool = param(
         True, "configure and activate at start-up (simulation); false: wait for lifecycle transitions"
     )
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     from wm_control.runtime.checks import check_goal
     from wm_control.runtime.commander import Commander
     from wm_control.runtime.controller import warm_up
-    from wm_control.runtime.diagnostics import TickLog
+    from wm_control.runtime.diagnostics import RunStats, TickLog
     from wm_control.safety import SafetyConfig, SafetyLayer
 
     class MpcController(LifecycleNode):
@@ -90,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
             self.epoch_ns = self.get_clock().now().nanoseconds
             self.commander: Commander | None = None
             self.state: tuple[float, Any, Any] | None = None
+            self.state_received = 0.0  # when self.state arrived [s], on the node's clock
+            self.run_stats: RunStats | None = None
             self.goal: Any = None
             self.hold = False
             self.log = TickLog()
@@ -163,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         def on_state(self, msg: Any) -> None:
             try:
                 self.state = joint_state_arrays(msg, self.names, self.epoch_ns)
+                self.state_received = self.now()
             except InputError as exc:
                 self.get_logger().warning(f"joint state ignored: {exc}", throttle_duration_sec=2.0)
 
@@ -186,10 +194,17 @@ def main(argv: list[str] | None = None) -> None:
             if self.commander is None or self.state is None or self.goal is None:
                 return
             t, q, dq = self.state
+            start, received = self.now(), self.state_received
             out = self.commander.tick(t, q, dq, self.goal, hold=self.hold)
-            self.log.add(out, self.commander.counters)
+            sent = None
             if out.chunk is not None and self.traj_pub is not None:
                 self.traj_pub.publish(chunk_to_trajectory(self.names, out.chunk, self.epoch_ns))
+                sent = self.now()
+            counters = self.commander.counters
+            self.log.add(out, counters)
+            if self.run_stats is None:
+                self.run_stats = RunStats(self.commander.loop.config.dt)
+            self.run_stats.add(start, out, counters, received, sent)
 
         def on_diagnostics(self) -> None:
             report = self.log.report()
@@ -218,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        if params.stats_file and node.run_stats is not None:
+            Path(params.stats_file).write_text(json.dumps(node.run_stats.summary(), indent=1) + "\n")
         node.destroy_node()
         rclpy.try_shutdown()
 

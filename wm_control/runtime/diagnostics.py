@@ -7,6 +7,9 @@ misses over the window, ticks per fallback level, joint-state age [ms], safety i
 the cumulative counters of the loop and the safety layer. ``ERROR``: the arm is held by a fault
 (stale or bad state, no model output) or the safety layer replaced a chunk; ``WARN``: ticks below a
 full solve or deadline misses; ``OK`` otherwise.
+
+``RunStats`` keeps the whole run for a benchmark (``bench/ros_loop.py``): tick periods, the time from
+receiving the joint state a tick used to publishing its command, levels, misses and counters.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 from wm_control.runtime.commander import Outgoing
 from wm_control.runtime.fallback import FallbackLevel
 
-__all__ = ["OK", "WARN", "ERROR", "Report", "TickLog"]
+__all__ = ["OK", "WARN", "ERROR", "Report", "RunStats", "TickLog"]
 
 OK, WARN, ERROR = 0, 1, 2
 _HOLD_BY_REQUEST = "hold requested"
@@ -97,3 +100,60 @@ class TickLog:
         if full < ticks or self._misses:
             return WARN, f"planning below budget: {summary}"
         return OK, f"planning: {summary}"
+
+
+class RunStats:
+    """Every tick of a run, summarised at the end.
+
+    Args:
+        dt: the control period [s] the tick periods are compared with.
+    """
+
+    def __init__(self, dt: float) -> None:
+        self.dt = float(dt)
+        self._starts: list[float] = []
+        self._state_to_command: list[float] = []
+        self._levels: Counter[str] = Counter()
+        self._misses = 0
+        self._counters: dict[str, int] = {}
+
+    def add(
+        self, start: float, out: Outgoing, counters: dict[str, int], state_received: float, sent: float | None
+    ) -> None:
+        """One tick that started at ``start`` [s], used a joint state received at ``state_received``
+        and published its command at ``sent`` (``None``: nothing published), all on one clock.
+        """
+        self._starts.append(start)
+        if sent is not None:
+            self._state_to_command.append(sent - state_received)
+        self._levels[out.command.stats.level.name] += 1
+        self._misses += out.command.stats.deadline_miss
+        self._counters = dict(counters)
+
+    def summary(self) -> dict[str, object]:
+        """Tick period p50 / p99 and jitter (``|period - dt|``) p50 / p99 [ms], joint state to command
+        p50 / p99 / max [ms], ticks, share of full solves, deadline misses, ticks by level, counters.
+        """
+
+        def pct(values: list[float] | np.ndarray, q: float) -> float | None:
+            return round(float(np.percentile(values, q)) * 1e3, 3) if len(values) else None
+
+        periods = np.diff(self._starts) if len(self._starts) > 1 else np.empty(0)
+        jitter = np.abs(periods - self.dt)
+        ticks = sum(self._levels.values())
+        latency = self._state_to_command
+        return {
+            "ticks": ticks,
+            "tick_period_p50_ms": pct(periods, 50),
+            "tick_period_p99_ms": pct(periods, 99),
+            "tick_jitter_p50_ms": pct(jitter, 50),
+            "tick_jitter_p99_ms": pct(jitter, 99),
+            "state_to_command_p50_ms": pct(latency, 50),
+            "state_to_command_p99_ms": pct(latency, 99),
+            "state_to_command_max_ms": round(max(latency) * 1e3, 3) if latency else None,
+            "full_solve_share": round(self._levels.get(FallbackLevel.MPPI.name, 0) / ticks, 4) if ticks else None,
+            "deadline_misses": self._misses,
+            "deadline_miss_share": round(self._misses / ticks, 4) if ticks else None,
+            "ticks_by_level": dict(sorted(self._levels.items())),
+            "counters": dict(sorted(self._counters.items())),
+        }

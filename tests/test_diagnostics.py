@@ -1,0 +1,55 @@
+"""What the operator and the benchmark read (``wm_control.runtime.diagnostics``): the status levels and
+messages of ``TickLog`` and the run summary of ``RunStats``, from real ticks of a commander on a fake
+backend.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakes import DT
+from test_commander import GOAL, Q0, make, next_period
+
+from wm_control.runtime.diagnostics import ERROR, OK, WARN, RunStats, TickLog
+
+
+def test_levels_and_messages_follow_what_the_ticks_did() -> None:
+    commander, clock = make()
+    log = TickLog()
+    report = log.report()
+    assert report.level == WARN and "no control tick" in report.message
+    for _ in range(5):
+        log.add(commander.tick(next_period(clock), Q0, np.zeros(7), GOAL), commander.counters)
+    report = log.report()
+    assert report.level == OK and report.message.startswith("planning: 5/5 ticks full MPPI")
+    assert report.values["ticks MPPI"] == "5" and float(report.values["latency p50 [ms]"]) == pytest.approx(15.0)
+    log.add(commander.tick(next_period(clock), Q0, np.zeros(7), GOAL, hold=True), commander.counters)
+    report = log.report()
+    assert report.level == OK and report.message == "holding on request (~/hold)"
+    next_period(clock)
+    out = commander.tick(clock() - 1.0, Q0, np.zeros(7), GOAL)  # a joint state a second old
+    log.add(out, commander.counters)
+    report = log.report()
+    assert report.level == ERROR and report.message.startswith("holding:"), report.message
+    assert "total ticks" in report.values
+
+
+def test_run_stats_summarise_periods_latency_levels_and_misses() -> None:
+    commander, clock = make()
+    stats = RunStats(DT)
+    starts = []
+    for k in range(20):
+        start = next_period(clock) + (0.004 if k == 10 else 0.0)  # one timer fires 4 ms late
+        clock.t = start
+        starts.append(start)
+        out = commander.tick(start, Q0, np.zeros(7), GOAL)
+        stats.add(start, out, commander.counters, start - 0.001, clock())
+    summary = stats.summary()
+    assert summary["ticks"] == 20 and summary["full_solve_share"] == 1.0
+    assert summary["tick_period_p50_ms"] == pytest.approx(DT * 1e3, abs=1e-6)
+    # Periods: 20 ms but 24 and 16 around the late tick.
+    assert summary["tick_jitter_p50_ms"] == pytest.approx(0.0, abs=1e-6)
+    assert 3.0 < summary["tick_jitter_p99_ms"] <= 4.0 + 1e-6
+    assert summary["state_to_command_p50_ms"] == pytest.approx(16.0, abs=1e-6)  # 1 ms age + the fake's 15 ms solve
+    assert summary["ticks_by_level"] == {"MPPI": 20} and summary["deadline_misses"] == 0
+    assert RunStats(DT).summary()["tick_period_p50_ms"] is None  # no ticks: no numbers, not NaN
