@@ -17,6 +17,7 @@ GEMM reference for this machine's speed. Prints JSON; writes ``docs/results/ros_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -40,11 +41,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def node_pids(group: int) -> dict[str, int]:
-    """The pid of each node in process group ``group``."""
+def node_pids(parent: int) -> dict[str, int]:
+    """The pid of each node the launch runner ``parent`` started."""
     pids = {}
     for name in NODES:
-        found = subprocess.run(["pgrep", "-g", str(group), "-f", name], capture_output=True, text=True)
+        found = subprocess.run(["pgrep", "-P", str(parent), "-f", name], capture_output=True, text=True)
         if found.stdout.split():
             pids[name] = int(found.stdout.split()[0])
     return pids
@@ -91,12 +92,16 @@ def main() -> None:
         wall = time.monotonic() - t0
         cpu = {n: round(100.0 * (cpu_seconds(p) - cpu0[n]) / wall, 1) for n, p in pids.items()}
     finally:
+        nodes = node_pids(proc.pid)
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
+            os.killpg(proc.pid, signal.SIGINT)  # the runner stops its nodes (they write their files)
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+        for pid in nodes.values():  # whatever is left
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
     text = log.read_text()
     goals = json.loads(summary.read_text()) if summary.is_file() else {}
     ticks = json.loads(stats.read_text()) if stats.is_file() else {}

@@ -110,6 +110,13 @@ def test_a_robot_found_away_from_the_rest_command_restarts_the_loop_from_where_i
     # Within the tolerance it goes on from its own command.
     out = run(commander, clock, 1, q=out.chunk.start_q + 0.01)[0]
     assert commander.counters["resynced to the measured state"] == 1
+    # A robot in motion follows some command: starting it from rest would be a jump, so no resync.
+    far = out.chunk.start_q + 0.3
+    out = commander.tick(next_period(clock), far, np.full(7, 0.5), GOAL)
+    assert commander.counters["resynced to the measured state"] == 1
+    # Nor on a stale state: it says nothing about where the robot is now.
+    out = commander.tick(next_period(clock) - 1.0, far, np.zeros(7), GOAL)
+    assert commander.counters["resynced to the measured state"] == 1
 
 
 def test_restart_starts_from_rest_at_the_measured_position() -> None:

@@ -17,12 +17,13 @@ Every chunk passes the safety layer (``wm_control.safety``), which shares no cod
 generator. A chunk that fails is not sent: the safety layer's brake goes instead (the next tick starts
 from it like from any chunk sent), and the intervention is counted with its reasons.
 
-The commander follows the command it sent, not the robot. When the command has come to rest (a
-``HOLD`` braked it) at a position the measured one is more than ``RobotSpec.position_tolerance``
-away from, the robot is not where the commands left it (the robot or its simulator was restarted,
-or it was moved in between): the loop starts afresh from rest at the measured position, and the
-event is counted (``"resynced to the measured state"``). ``restart`` does the same on demand (a
-controller that is activated again).
+The commander follows the command it sent, not the robot. When the robot stands still (every joint
+slower than ``REST_SPEED``) further from the command than ``RobotSpec.position_tolerance`` plus the
+distance the command covers in ``LAG_ALLOWANCE`` (the executing layer's delay and tracking lag, with
+room to spare), the robot is not where the commands left it (the robot or its simulator was
+restarted, stopped by a reflex, or moved in between): the loop starts afresh from rest at the
+measured position, and the event is counted (``"resynced to the measured state"``). ``restart``
+does the same on demand (a controller that is activated again).
 """
 
 from __future__ import annotations
@@ -41,7 +42,14 @@ from wm_control.runtime.loop import Command, ControlLoop
 from wm_control.safety import ChunkStart, SafetyLayer, Verdict
 from wm_control.trajectory import StampedChunk
 
-__all__ = ["Commander", "Outgoing", "command_state_at"]
+__all__ = ["LAG_ALLOWANCE", "Commander", "Outgoing", "command_state_at"]
+
+# How far behind the command a tracking robot may be, in time [s]: the executing layer's playout
+# delay (30 ms in simulation) plus the impedance layer's tracking lag, with margin.
+LAG_ALLOWANCE = 0.1
+# A robot slower than this on every joint [rad/s] stands still: only a robot at rest is taken to have lost
+# the commands (one in motion is following some command; starting it afresh from rest would be a jump).
+REST_SPEED = 0.05
 
 
 class Outgoing(NamedTuple):
@@ -127,14 +135,15 @@ class Commander:
         """
         stamp = self._grid(self._clock())
         if self._last is not None:
-            rest, measured = command_state_at(self._last, stamp), np.asarray(q)
-            at_rest = not np.any(rest.dq) and not np.any(rest.ddq)
-            usable = measured.shape == rest.q.shape and np.isrealobj(measured) and bool(np.all(np.isfinite(measured)))
-            tolerance = self.loop.generator.spec.position_tolerance
-            if at_rest and usable and np.max(np.abs(measured - rest.q)) > tolerance:
+            commanded, measured, speed = command_state_at(self._last, stamp), np.asarray(q), np.asarray(dq)
+            n = (len(self._names),)
+            usable = all(a.shape == n and np.isrealobj(a) and np.all(np.isfinite(a)) for a in (measured, speed))
+            tolerance = self.loop.generator.spec.position_tolerance + LAG_ALLOWANCE * np.abs(commanded.dq)
+            lost = usable and np.all(np.abs(speed) < REST_SPEED) and np.any(np.abs(measured - commanded.q) > tolerance)
+            if lost and self._fresh(t):
                 self._counters["resynced to the measured state"] += 1
                 self._last, self._restart = None, True
-        if self._restart and self._last is None:
+        if self._restart and self._last is None and self._fresh(t):
             try:
                 self.loop.reset(q)
                 self._restart = False
@@ -161,6 +170,14 @@ class Commander:
             return Outgoing(None, command, verdict)
         self._last = StampedChunk(stamp, start.q, start.dq, verdict.chunk)
         return Outgoing(self._last, command, verdict)
+
+    def _fresh(self, t: float) -> bool:
+        """Whether a state measured at ``t`` is recent enough to compare the robot with the command
+        (a stale one says nothing new; a malformed one is the loop's to report).
+        """
+        if isinstance(t, bool) or not isinstance(t, (int, float, np.floating)) or not math.isfinite(t):
+            return False
+        return self._clock() - float(t) <= self.loop.config.stale_timeout
 
     def _grid(self, t: float) -> float:
         """The last stamp-grid time at or before ``t`` [s]. The grid starts a quarter period before the
