@@ -68,6 +68,7 @@ def main() -> None:
     gemm = gemm_gflops()
     tmp = Path(tempfile.mkdtemp(prefix="ros_loop_"))
     summary, stats, log = tmp / "summary.json", tmp / "stats.json", tmp / "launch.log"
+    sim_stats = tmp / "sim_stats.json"
     env = {
         **os.environ,
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
@@ -75,8 +76,8 @@ def main() -> None:
         "AMENT_PREFIX_PATH": str(BIN.parent),
         "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
     }
-    cmd = [str(BIN / "wm-control-launch"), "launch/sim.launch.xml", f"export:={args.export}",
-           f"goals:={args.goals}", f"seed:={args.seed}", f"summary:={summary}", f"stats:={stats}"]  # fmt: skip
+    cmd = [str(BIN / "wm-control-launch"), "launch/sim.launch.xml", f"export:={args.export}", f"goals:={args.goals}",
+           f"seed:={args.seed}", f"summary:={summary}", f"stats:={stats}", f"sim_stats:={sim_stats}"]  # fmt: skip
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -105,6 +106,7 @@ def main() -> None:
     text = log.read_text()
     goals = json.loads(summary.read_text()) if summary.is_file() else {}
     ticks = json.loads(stats.read_text()) if stats.is_file() else {}
+    robot = json.loads(sim_stats.read_text()) if sim_stats.is_file() else {}
     model = json.loads((Path(args.export) / "model.json").read_text())
     payload = {
         "benchmark": "ros_loop",
@@ -117,6 +119,7 @@ def main() -> None:
         "goals_reached": goals.get("reached"),
         "time_to_reach_median_s": goals.get("time_to_reach_median_s"),
         "reflexes": text.count("[wm_mujoco_sim]: reflex:"),
+        "sim": robot,
         "cpu_percent_of_one_core": cpu,
         "reference_gemm_gflops": round(gemm, 1),
         "machine": machine_info(),

@@ -19,9 +19,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,6 +51,9 @@ class SimParams:
         high=0.1,
     )
     diagnostics_period: float = param(1.0, "period of /diagnostics [s]", low=0.05, high=60.0)
+    stats_file: str = param(
+        "", "JSON file the run's statistics are written to at exit (bench/ros_loop.py); empty: none"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     diag_pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
     t0_ns = node.get_clock().now().nanoseconds  # the node clock at sim time 0: stamps are sim time after it
     t0_wall = time.monotonic()
-    counts = {"trajectories": 0, "refused": 0, "late_ms_max": 0.0}
+    counts = {"trajectories": 0, "refused": 0, "late_ms_max": 0.0, "reflexes": 0}
+    lateness: list[float] = []  # arrival minus stamp of every trajectory [s]
     last = {"arm": -1.0, "merged": -1.0, "reflex": ""}
 
     def on_trajectory(msg: Any) -> None:
@@ -92,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
             log.warning(f"trajectory refused: {exc}", throttle_duration_sec=2.0)
             return
         counts["late_ms_max"] = max(counts["late_ms_max"], (physics.time - chunk.stamp) * 1e3)
+        lateness.append(physics.time - chunk.stamp)
         if refusal is not None:
             counts["refused"] += 1
             log.warning(f"trajectory refused: {refusal.message}", throttle_duration_sec=2.0)
@@ -106,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
             report = physics.advance(n * physics.h)
             if report.reflex is not None:
                 last["reflex"] = report.reflex.message
+                counts["reflexes"] += 1
                 log.error(f"reflex: {report.reflex.message}; call ~/reset to recover")
         # Stopped by a reflex, the arm stands still and the states go on (as a robot's do), on the wall clock.
         now = physics.time if physics.reflex is None else target
@@ -149,6 +157,17 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        if p.stats_file:
+            late = np.asarray(lateness) * 1e3
+            stats = {
+                **counts,
+                "refused_by_reason": physics.refused_chunks,
+                "late_ms_p50": round(float(np.median(late)), 3) if late.size else None,
+                "late_ms_p99": round(float(np.percentile(late, 99)), 3) if late.size else None,
+                "beyond_playout": int(np.sum(late > p.playout_delay * 1e3)),
+                "real_time_factor": round(physics.time / max(time.monotonic() - t0_wall, 1e-9), 3),
+            }
+            Path(p.stats_file).write_text(json.dumps(stats, indent=1) + "\n")
         node.destroy_node()
         rclpy.try_shutdown()
 
