@@ -14,11 +14,14 @@ A chunk arrives in one of two forms (``wm_control.trajectory``):
   Consecutive chunks of a generator pass through the same state at the later one's stamp, and the
   layer switches exactly there when the chunk arrived within ``playout_delay`` of its stamp (it waits,
   pending, until then): the command is then the on-time command, ``playout_delay`` later. A chunk
-  that arrives later still joins where its spline is by then; the previous chunk has been braking
-  since the stamp, so the two differ by about ``da (late)^2 / 2`` [rad] with ``da`` their difference
-  in acceleration, a step that can trip the command reflexes (with ``playout_delay = 0``, already
-  1 ms late). A chunk is refused (``Refusal``: not applied, the active trajectory continues) when its
-  stamp is more than one servo period ahead of the layer's clock (the clocks disagree), when it would
+  that arrives later still is evaluated at its own time, but the previous chunk has moved on since
+  the stamp: the difference in position and velocity (and that of a chunk starting from a measured
+  rest position a friction band away from the held one) is carried as an offset that decays to zero
+  over ``JOIN_TIME`` (``_offset``), so the command stays continuous in position, velocity and
+  acceleration. (Jumping to the late chunk, or JTC's cubic from the layer's command to the chunk's
+  first knot, steps the position or the acceleration: replayed from a recorded ROS run, a chunk 3 ms
+  past a 30 ms delay tripped the jerk reflex.) A chunk is refused (``Refusal``: not applied, the
+  active trajectory continues) when its stamp is more than one servo period ahead of the layer's clock (the clocks disagree), when it would
   end before it starts executing (``stamp + duration < now - playout_delay``), or when it is older
   than a stamped chunk already accepted (it would roll the command back).
 
@@ -56,6 +59,11 @@ FRANKA_JTC_KD = (30.0, 30.0, 30.0, 30.0, 10.0, 10.0, 5.0)
 
 # Why a stamped chunk is refused (see the module docstring).
 REFUSAL_REASONS = ("future", "expired", "out_of_order")
+
+# How long a join offset takes to decay [s] (``_offset``), and the difference below which a take-over
+# counts as exact (a chunk that starts where the command is, as consecutive chunks of a generator do).
+JOIN_TIME = 0.2
+_JOIN_EPS = 1e-12
 
 # Stamps and the layer's clock are sums of servo periods; comparisons between them tolerate the
 # rounding of those sums [s] (a nanosecond is far below a servo period and far above the rounding).
@@ -169,7 +177,9 @@ class TrackingController:
         self._chunk_q0 = q.copy()
         self._chunk_dq0 = np.zeros(7)
         self._chunk_t = 0.0
-        self._chunk_s0 = 0.0
+        self._off_p = np.zeros(7)  # the join offset (see ``_offset``) at its start: position [rad], velocity [rad/s]
+        self._off_v = np.zeros(7)
+        self._off_t = 0.0  # time since the offset started, at the last executed tick [s]
         self._pending: list[_Pending] = []
         self._newest_stamp: float | None = None
 
@@ -196,7 +206,7 @@ class TrackingController:
         self._chunk_q0 = self._cmd_q.copy()
         self._chunk_dq0 = self._cmd_dq.copy()
         self._chunk_t = 0.0
-        self._chunk_s0 = 0.0
+        self._off_p, self._off_v, self._off_t = np.zeros(7), np.zeros(7), 0.0
         self._pending.clear()
         self._newest_stamp = None
 
@@ -240,17 +250,44 @@ class TrackingController:
         else:
             # Due now: older pending chunks would be due already and were activated by ``commit``.
             self._pending.clear()
-            self._activate(chunk, run_at - stamp, (self._cmd_q, self._cmd_dq), run_at - stamp)
+            elapsed = run_at - stamp
+            new = sample_hermite(chunk.start_q, chunk.start_dq, chunk.chunk, np.array([elapsed]))
+            self._take_over(chunk, elapsed, self._cmd_q - new.q[0], self._cmd_dq - new.dq[0], 0.0)
         return None
 
-    def _activate(self, chunk: StampedChunk, elapsed: float, before: tuple[np.ndarray, np.ndarray], at: float) -> None:
+    def _take_over(self, chunk: StampedChunk, elapsed: float, dp: np.ndarray, dv: np.ndarray, off_t: float) -> None:
         """Make ``chunk`` the active trajectory, ``elapsed`` [s] after its stamp at the last executed
-        tick. It takes over from the command state ``before = (q, dq)``, which is that of time ``at``
-        [s] after the stamp (``_join``).
+        tick, with the join offset ``(dp, dv)`` that started ``off_t`` [s] before that tick.
         """
         self._chunk = chunk.chunk
-        self._chunk_q0, self._chunk_dq0, self._chunk_s0 = _join(chunk, before, at)
-        self._chunk_t = elapsed
+        self._chunk_q0, self._chunk_dq0, self._chunk_t = chunk.start_q, chunk.start_dq, elapsed
+        small = max(np.abs(dp).max(), np.abs(dv).max()) <= _JOIN_EPS
+        self._off_p, self._off_v = (np.zeros(7), np.zeros(7)) if small else (dp.copy(), dv.copy())
+        self._off_t = off_t
+
+    def _switches(self, horizon: float) -> list[tuple[float, _Pending, np.ndarray, np.ndarray]]:
+        """The pending chunks that take over within ``horizon`` [s] of the last executed tick, in order,
+        each with the join offset it starts with: the command (the piece before it, offset included)
+        minus the chunk's own start state, at its stamp (plus the playout delay).
+        """
+        out = []
+        q0, dq0, chunk, t0 = self._chunk_q0, self._chunk_dq0, self._chunk, self._chunk_t
+        op, ov, ot0, origin = self._off_p, self._off_v, self._off_t, 0.0
+        for p in self._pending:
+            if p.due_in - _TIME_EPS > horizon:
+                break
+            tau = np.array([p.due_in])
+            if chunk is None:
+                uq, udq = self._cmd_q, np.zeros(7)
+            else:
+                old = sample_hermite(q0, dq0, chunk, t0 + tau)
+                uq, udq = old.q[0], old.dq[0]
+            ep, ev = _offset(op, ov, ot0 + tau - origin)
+            dp, dv = uq + ep[0] - p.chunk.start_q, udq + ev[0] - p.chunk.start_dq
+            out.append((p.due_in, p, dp, dv))
+            q0, dq0, chunk, t0 = p.chunk.start_q, p.chunk.start_dq, p.chunk.chunk, -p.due_in
+            op, ov, ot0, origin = dp, dv, 0.0, p.due_in
+        return out
 
     def setpoints(self, n: int) -> ServoSetpoints:
         """Setpoints of the next ``n`` ticks, without executing them (see ``commit``).
@@ -261,21 +298,26 @@ class TrackingController:
         """
         if n < 1:
             raise InputError(f"setpoints n={n!r} ticks; expected n >= 1")
+        ticks = self.h * np.arange(1, n + 1)
         if self._chunk is None:
             q = np.repeat(self._cmd_q[None], n, axis=0)
             dq = np.zeros_like(q)
         else:
-            times = self._chunk_t + self.h * np.arange(1, n + 1)
-            q, dq = _sample(self._chunk_q0, self._chunk_dq0, self._chunk_s0, self._chunk, times)
-        if self._pending:
-            ticks = self.h * np.arange(1, n + 1)
-            for p in self._pending:  # oldest first, so the newest due chunk writes last
-                first = int(np.searchsorted(ticks, p.due_in + _TIME_EPS))
-                if first < n:
-                    c = p.chunk
-                    before = (q[first - 1], dq[first - 1]) if first else (self._cmd_q, self._cmd_dq)
-                    q0, dq0, s0 = _join(c, before, (ticks[first - 1] if first else 0.0) - p.due_in)
-                    q[first:], dq[first:] = _sample(q0, dq0, s0, c.chunk, ticks[first:] - p.due_in)
+            sample = sample_hermite(self._chunk_q0, self._chunk_dq0, self._chunk, self._chunk_t + ticks)
+            q, dq = sample.q, sample.dq
+        if np.any(self._off_p) or np.any(self._off_v):
+            ep, ev = _offset(self._off_p, self._off_v, self._off_t + ticks)
+            q, dq = q + ep, dq + ev
+        for due_in, p, dp, dv in self._switches(float(ticks[-1])):  # oldest first: the newest writes last
+            first = int(np.searchsorted(ticks, due_in + _TIME_EPS))
+            if first < n:
+                c, times = p.chunk, ticks[first:] - due_in
+                new = sample_hermite(c.start_q, c.start_dq, c.chunk, times)
+                q[first:], dq[first:] = new.q, new.dq
+                if max(np.abs(dp).max(), np.abs(dv).max()) > _JOIN_EPS:
+                    ep, ev = _offset(dp, dv, times)
+                    q[first:] += ep
+                    dq[first:] += ev
         return ServoSetpoints(q, dq, self._kp * q + self._kd * dq)
 
     def commit(self, setpoints: ServoSetpoints, ticks: int) -> None:
@@ -290,58 +332,31 @@ class TrackingController:
             raise InputError(f"commit ticks={ticks!r} is out of range; valid: [0, {len(setpoints.q)}]")
         if ticks == 0:
             return
-        previous = (self._cmd_q, self._cmd_dq)
-        self._cmd_q, self._cmd_dq = setpoints.q[ticks - 1].copy(), setpoints.dq[ticks - 1].copy()
-        if not self._pending:
-            self._chunk_t += ticks * self.h
-            return
         ran = self.h * ticks
-        due = [p for p in self._pending if p.due_in - _TIME_EPS <= ran]  # as in ``setpoints``
-        if due:
-            first = int(np.searchsorted(self.h * np.arange(1, ticks + 1), due[-1].due_in + _TIME_EPS))
-            before = (setpoints.q[first - 1], setpoints.dq[first - 1]) if first else previous
-            at = (self.h * first if first else 0.0) - due[-1].due_in
-            self._activate(due[-1].chunk, ran - due[-1].due_in, before, at)
+        switches = self._switches(ran)  # from the state before this commit, as ``setpoints`` saw it
+        self._cmd_q, self._cmd_dq = setpoints.q[ticks - 1].copy(), setpoints.dq[ticks - 1].copy()
+        if switches:
+            due_in, p, dp, dv = switches[-1]
+            self._take_over(p.chunk, ran - due_in, dp, dv, ran - due_in)
         else:
-            self._chunk_t += ticks * self.h
-        self._pending = [_Pending(p.chunk, p.due_in - ran) for p in self._pending[len(due) :]]
+            self._chunk_t += ran
+            self._off_t += ran
+        self._pending = [_Pending(p.chunk, p.due_in - ran) for p in self._pending[len(switches) :]]
 
 
-def _join(
-    chunk: StampedChunk, before: tuple[np.ndarray, np.ndarray], at: float
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Where a stamped chunk's spline starts when it takes over from the command state ``before`` of
-    time ``at`` [s] after its stamp: ``(q0, dq0, s0)``, the state and its time after the stamp.
+def _offset(p: np.ndarray, v: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The join offset at times ``tau`` [s] ``(m,)`` after it started: position and velocity ``(m, 7)``.
 
-    Like joint_trajectory_controller, the layer runs from its own command to the chunk's first knot
-    (a cubic Hermite over ``[at, dt]``) while the switch is early in the first segment
-    (``at < dt / 2``): the state the controller planned from differs from the layer's by the tracking
-    error it measured (a start from rest) or by the switch falling between servo ticks, and a step of
-    5 urad within one servo period is a jerk of 5000 rad/s^3. A later switch starts from the chunk's
-    own start state (a step, see the module docstring).
+    When a chunk takes over from a command that is not where the chunk starts (it arrived after its
+    stamp plus the playout delay, so the previous chunk has moved on; or it starts from a measured rest
+    position a friction band away from the held one), the difference ``p`` [rad], ``v`` [rad/s] is
+    added to the chunk and decays to zero over ``JOIN_TIME`` along a quintic with zero acceleration
+    at both ends and zero velocity at the end: the command stays continuous in position, velocity and
+    acceleration (joint_trajectory_controller's cubic join from its own command steps the
+    acceleration: a chunk 3 ms past the delay then tripped the jerk reflex).
     """
-    if at < 0.5 * chunk.chunk.dt:
-        return before[0].copy(), before[1].copy(), float(at)
-    return chunk.start_q, chunk.start_dq, 0.0
-
-
-def _sample(
-    q0: np.ndarray, dq0: np.ndarray, s0: float, chunk: TrajectoryChunk, times: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Positions and velocities ``(m, 7)`` of the spline from ``(q0, dq0)`` at time ``s0`` through the
-    knots of ``chunk`` at ``dt, 2 dt, ...``, at ``times`` [s] (all on the chunk's clock, ``s0 < dt``).
-    """
-    if s0 == 0.0:
-        sample = sample_hermite(q0, dq0, chunk, times)
-        return sample.q, sample.dq
-    first = times < chunk.dt
-    q = np.empty((len(times), 7))
-    dq = np.empty((len(times), 7))
-    if first.any():
-        lead = TrajectoryChunk(chunk.positions[:1], chunk.velocities[:1], chunk.dt - s0)
-        head = sample_hermite(q0, dq0, lead, times[first] - s0)
-        q[first], dq[first] = head.q, head.dq
-    if not first.all():
-        tail = sample_hermite(q0, dq0, chunk, times[~first])  # past the first knot q0 and dq0 play no part
-        q[~first], dq[~first] = tail.q, tail.dq
-    return q, dq
+    x = np.clip(np.asarray(tau, dtype=np.float64) / JOIN_TIME, 0.0, 1.0)[:, None]
+    x2, x3, x4, x5 = x * x, x**3, x**4, x**5
+    h0, h1 = 1 - 10 * x3 + 15 * x4 - 6 * x5, x - 6 * x3 + 8 * x4 - 3 * x5
+    d0, d1 = (-30 * x2 + 60 * x3 - 30 * x4) / JOIN_TIME, 1 - 18 * x2 + 32 * x3 - 15 * x4
+    return p * h0 + v * JOIN_TIME * h1, p * d0 + v * d1
