@@ -21,9 +21,10 @@ A chunk arrives in one of two forms (``wm_control.trajectory``):
   acceleration. (Jumping to the late chunk, or JTC's cubic from the layer's command to the chunk's
   first knot, steps the position or the acceleration: replayed from a recorded ROS run, a chunk 3 ms
   past a 30 ms delay tripped the jerk reflex.) A chunk is refused (``Refusal``: not applied, the
-  active trajectory continues) when its stamp is more than one servo period ahead of the layer's clock (the clocks disagree), when it would
-  end before it starts executing (``stamp + duration < now - playout_delay``), or when it is older
-  than a stamped chunk already accepted (it would roll the command back).
+  active trajectory continues) when its stamp is more than one servo period ahead of the layer's
+  clock (the clocks disagree), when it would end before it starts executing (``stamp + duration <
+  now - playout_delay``), or when it is older than a stamped chunk already accepted (it would roll
+  the command back).
 
 ``TrackingController`` produces, for each tick, the desired position ``q_d`` [rad] and velocity
 ``dq_d`` [rad/s] and the actuator command ``ctrl = kp q_d + kd dq_d`` [N m]. The rest of the law is
