@@ -126,16 +126,17 @@ class TrackingController:
 
     The controller holds the command state ``(q_d, dq_d)`` of the last executed tick, the active
     chunk, the state it starts from, the time since that start (for a stamped chunk: since its stamp,
-    in the delayed clock), and the stamped chunks that are accepted but not due yet. Times are kept
+    in the delayed clock), the join offset added to it (``_offset``), and the stamped chunks that
+    are accepted but not due yet. Times are kept
     relative to the last executed tick, so the plain ``send`` path computes exactly what it always did.
 
     Args:
         h: servo period [s] (1 ms on the FR3).
         gains: impedance gains.
         playout_delay: how long after its stamp a stamped chunk takes over [s], in [0, 1]: the jitter
-            buffer. A chunk delivered within it switches exactly at the previous chunk's first knot;
-            it adds this much latency to every stamped chunk. 0: the newest chunk is evaluated at
-            ``now - stamp`` (JTC).
+            buffer. A chunk delivered within it switches exactly at the previous chunk's first knot
+            (a later one with a decaying offset); it adds this much latency to every stamped chunk.
+            0: the newest chunk is evaluated at ``now - stamp`` (JTC).
     """
 
     def __init__(self, h: float, gains: ImpedanceGains = ImpedanceGains(), playout_delay: float = 0.0) -> None:
