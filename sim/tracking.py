@@ -18,9 +18,11 @@ A chunk arrives in one of two forms (``wm_control.trajectory``):
   the stamp: the difference in position and velocity (and that of a chunk starting from a measured
   rest position a friction band away from the held one) is carried as an offset that decays to zero
   over ``JOIN_TIME`` (``_offset``), so the command stays continuous in position, velocity and
-  acceleration. (Jumping to the late chunk, or JTC's cubic from the layer's command to the chunk's
-  first knot, steps the position or the acceleration: replayed from a recorded ROS run, a chunk 3 ms
-  past a 30 ms delay tripped the jerk reflex.) A chunk is refused (``Refusal``: not applied, the
+  acceleration; a large difference decays more slowly, so that the offset adds at most
+  ``JOIN_BUDGET`` of the FR3's acceleration and jerk limits to the chunk's own (``join_time``).
+  (Jumping to the late chunk, or JTC's cubic from the layer's command to the chunk's first knot,
+  steps the position or the acceleration: replayed from a recorded ROS run, a chunk 3 ms past a 30 ms
+  delay tripped the jerk reflex.) A chunk is refused (``Refusal``: not applied, the
   active trajectory continues) when its stamp is more than one servo period ahead of the layer's
   clock (the clocks disagree), when it would end before it starts executing (``stamp + duration <
   now - playout_delay``), or when it is older than a stamped chunk already accepted (it would roll
@@ -42,6 +44,7 @@ from typing import NamedTuple
 import numpy as np
 
 from wm_control.errors import ConfigError, InputError, check_range, check_shape
+from wm_control.robot import FR3
 from wm_control.trajectory import StampedChunk, TrajectoryChunk, sample_hermite
 
 __all__ = [
@@ -61,10 +64,17 @@ FRANKA_JTC_KD = (30.0, 30.0, 30.0, 30.0, 10.0, 10.0, 5.0)
 # Why a stamped chunk is refused (see the module docstring).
 REFUSAL_REASONS = ("future", "expired", "out_of_order")
 
-# How long a join offset takes to decay [s] (``_offset``), and the difference below which a take-over
-# counts as exact (a chunk that starts where the command is, as consecutive chunks of a generator do).
+# How long a join offset takes to decay at least [s] (``_offset``), and the difference below which a
+# take-over counts as exact (a chunk that starts where the command is, as consecutive chunks of a
+# generator do).
 JOIN_TIME = 0.2
 _JOIN_EPS = 1e-12
+# The share of the FR3's acceleration and jerk limits a join offset may add to the chunk's own: chunks
+# are shaped to 0.8 of the limits (ChunkConfig), so chunk + offset stay below 0.95 of them.
+JOIN_BUDGET = 0.15
+# Peaks over x in [0, 1] of the second and third derivatives of the quintic join's basis functions
+# (``_offset``: h0 = 1 - 10 x^3 + 15 x^4 - 6 x^5, h1 = x - 6 x^3 + 8 x^4 - 3 x^5).
+_D2H0, _D2H1, _D3H0, _D3H1 = 10 / 3**0.5, 3.95, 60.0, 36.0
 
 # Stamps and the layer's clock are sums of servo periods; comparisons between them tolerate the
 # rounding of those sums [s] (a nanosecond is far below a servo period and far above the rounding).
@@ -144,6 +154,8 @@ class TrackingController:
         check_range("TrackingController.playout_delay", playout_delay, 0.0, 1.0)
         self.h = float(h)
         self.playout_delay = float(playout_delay)
+        self._join_acc = JOIN_BUDGET * np.asarray(FR3.limits.ddq_max, dtype=np.float64)
+        self._join_jerk = JOIN_BUDGET * np.asarray(FR3.limits.dddq_max, dtype=np.float64)
         self._kp = np.zeros(7)
         self._kd = np.zeros(7)
         self.set_gains(gains)
@@ -182,6 +194,7 @@ class TrackingController:
         self._off_p = np.zeros(7)  # the join offset (see ``_offset``) at its start: position [rad], velocity [rad/s]
         self._off_v = np.zeros(7)
         self._off_t = 0.0  # time since the offset started, at the last executed tick [s]
+        self._off_T = JOIN_TIME  # how long the offset takes to decay [s] (``join_time``)
         self._pending: list[_Pending] = []
         self._newest_stamp: float | None = None
 
@@ -208,7 +221,7 @@ class TrackingController:
         self._chunk_q0 = self._cmd_q.copy()
         self._chunk_dq0 = self._cmd_dq.copy()
         self._chunk_t = 0.0
-        self._off_p, self._off_v, self._off_t = np.zeros(7), np.zeros(7), 0.0
+        self._off_p, self._off_v, self._off_t, self._off_T = np.zeros(7), np.zeros(7), 0.0, JOIN_TIME
         self._pending.clear()
         self._newest_stamp = None
 
@@ -265,16 +278,30 @@ class TrackingController:
         self._chunk_q0, self._chunk_dq0, self._chunk_t = chunk.start_q, chunk.start_dq, elapsed
         small = max(np.abs(dp).max(), np.abs(dv).max()) <= _JOIN_EPS
         self._off_p, self._off_v = (np.zeros(7), np.zeros(7)) if small else (dp.copy(), dv.copy())
-        self._off_t = off_t
+        self._off_t, self._off_T = off_t, self.join_time(dp, dv)
 
-    def _switches(self, horizon: float) -> list[tuple[float, _Pending, np.ndarray, np.ndarray]]:
+    def join_time(self, p: np.ndarray, v: np.ndarray) -> float:
+        """How long a join offset of ``p`` [rad], ``v`` [rad/s] ``(7,)`` takes to decay [s]: ``JOIN_TIME``,
+        or longer where the offset's own acceleration or jerk would exceed ``JOIN_BUDGET`` of the FR3's
+        limits (a chunk far past its playout delay while the arm accelerates: the offset decays more
+        slowly instead of tripping a reflex). Each term of the offset keeps to half the budget:
+        ``|p| D2H0 / T^2 + |v| D2H1 / T <= a`` and ``|p| D3H0 / T^3 + |v| D3H1 / T^2 <= j`` per joint.
+        """
+        p, v = np.abs(p), np.abs(v)
+        a, j = self._join_acc, self._join_jerk
+        need = np.maximum.reduce([
+            np.sqrt(2 * _D2H0 * p / a), 2 * _D2H1 * v / a, np.cbrt(2 * _D3H0 * p / j), np.sqrt(2 * _D3H1 * v / j)
+        ])  # fmt: skip
+        return max(JOIN_TIME, float(need.max()))
+
+    def _switches(self, horizon: float) -> list[tuple[float, _Pending, np.ndarray, np.ndarray, float]]:
         """The pending chunks that take over within ``horizon`` [s] of the last executed tick, in order,
         each with the join offset it starts with: the command (the piece before it, offset included)
-        minus the chunk's own start state, at its stamp (plus the playout delay).
+        minus the chunk's own start state, at its stamp (plus the playout delay), and its decay time.
         """
         out = []
         q0, dq0, chunk, t0 = self._chunk_q0, self._chunk_dq0, self._chunk, self._chunk_t
-        op, ov, ot0, origin = self._off_p, self._off_v, self._off_t, 0.0
+        op, ov, ot0, oT, origin = self._off_p, self._off_v, self._off_t, self._off_T, 0.0
         for p in self._pending:
             if p.due_in - _TIME_EPS > horizon:
                 break
@@ -284,11 +311,12 @@ class TrackingController:
             else:
                 old = sample_hermite(q0, dq0, chunk, t0 + tau)
                 uq, udq = old.q[0], old.dq[0]
-            ep, ev = _offset(op, ov, ot0 + tau - origin)
+            ep, ev = _offset(op, ov, ot0 + tau - origin, oT)
             dp, dv = uq + ep[0] - p.chunk.start_q, udq + ev[0] - p.chunk.start_dq
-            out.append((p.due_in, p, dp, dv))
+            join = self.join_time(dp, dv)
+            out.append((p.due_in, p, dp, dv, join))
             q0, dq0, chunk, t0 = p.chunk.start_q, p.chunk.start_dq, p.chunk.chunk, -p.due_in
-            op, ov, ot0, origin = dp, dv, 0.0, p.due_in
+            op, ov, ot0, oT, origin = dp, dv, 0.0, join, p.due_in
         return out
 
     def setpoints(self, n: int) -> ServoSetpoints:
@@ -308,16 +336,16 @@ class TrackingController:
             sample = sample_hermite(self._chunk_q0, self._chunk_dq0, self._chunk, self._chunk_t + ticks)
             q, dq = sample.q, sample.dq
         if np.any(self._off_p) or np.any(self._off_v):
-            ep, ev = _offset(self._off_p, self._off_v, self._off_t + ticks)
+            ep, ev = _offset(self._off_p, self._off_v, self._off_t + ticks, self._off_T)
             q, dq = q + ep, dq + ev
-        for due_in, p, dp, dv in self._switches(float(ticks[-1])):  # oldest first: the newest writes last
+        for due_in, p, dp, dv, join in self._switches(float(ticks[-1])):  # oldest first: the newest writes last
             first = int(np.searchsorted(ticks, due_in + _TIME_EPS))
             if first < n:
                 c, times = p.chunk, ticks[first:] - due_in
                 new = sample_hermite(c.start_q, c.start_dq, c.chunk, times)
                 q[first:], dq[first:] = new.q, new.dq
                 if max(np.abs(dp).max(), np.abs(dv).max()) > _JOIN_EPS:
-                    ep, ev = _offset(dp, dv, times)
+                    ep, ev = _offset(dp, dv, times, join)
                     q[first:] += ep
                     dq[first:] += ev
         return ServoSetpoints(q, dq, self._kp * q + self._kd * dq)
@@ -338,7 +366,7 @@ class TrackingController:
         switches = self._switches(ran)  # from the state before this commit, as ``setpoints`` saw it
         self._cmd_q, self._cmd_dq = setpoints.q[ticks - 1].copy(), setpoints.dq[ticks - 1].copy()
         if switches:
-            due_in, p, dp, dv = switches[-1]
+            due_in, p, dp, dv, _ = switches[-1]
             self._take_over(p.chunk, ran - due_in, dp, dv, ran - due_in)
         else:
             self._chunk_t += ran
@@ -346,19 +374,19 @@ class TrackingController:
         self._pending = [_Pending(p.chunk, p.due_in - ran) for p in self._pending[len(switches) :]]
 
 
-def _offset(p: np.ndarray, v: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _offset(p: np.ndarray, v: np.ndarray, tau: np.ndarray, T: float) -> tuple[np.ndarray, np.ndarray]:
     """The join offset at times ``tau`` [s] ``(m,)`` after it started: position and velocity ``(m, 7)``.
 
     When a chunk takes over from a command that is not where the chunk starts (it arrived after its
     stamp plus the playout delay, so the previous chunk has moved on; or it starts from a measured rest
     position a friction band away from the held one), the difference ``p`` [rad], ``v`` [rad/s] is
-    added to the chunk and decays to zero over ``JOIN_TIME`` along a quintic with zero acceleration
-    at both ends and zero velocity at the end: the command stays continuous in position, velocity and
-    acceleration (joint_trajectory_controller's cubic join from its own command steps the
-    acceleration: a chunk 3 ms past the delay then tripped the jerk reflex).
+    added to the chunk and decays to zero over ``T`` [s] (``TrackingController.join_time``) along a
+    quintic with zero acceleration at both ends and zero velocity at the end: the command stays
+    continuous in position, velocity and acceleration (joint_trajectory_controller's cubic join from
+    its own command steps the acceleration: a chunk 3 ms past the delay then tripped the jerk reflex).
     """
-    x = np.clip(np.asarray(tau, dtype=np.float64) / JOIN_TIME, 0.0, 1.0)[:, None]
+    x = np.clip(np.asarray(tau, dtype=np.float64) / T, 0.0, 1.0)[:, None]
     x2, x3, x4, x5 = x * x, x**3, x**4, x**5
     h0, h1 = 1 - 10 * x3 + 15 * x4 - 6 * x5, x - 6 * x3 + 8 * x4 - 3 * x5
-    d0, d1 = (-30 * x2 + 60 * x3 - 30 * x4) / JOIN_TIME, 1 - 18 * x2 + 32 * x3 - 15 * x4
-    return p * h0 + v * JOIN_TIME * h1, p * d0 + v * d1
+    d0, d1 = (-30 * x2 + 60 * x3 - 30 * x4) / T, 1 - 18 * x2 + 32 * x3 - 15 * x4
+    return p * h0 + v * T * h1, p * d0 + v * d1
