@@ -63,6 +63,13 @@ class ControllerParams:
     stats_file: str = param(
         "", "JSON file the run's tick statistics are written to at exit (bench/ros_loop.py); empty: none"
     )
+    fault_planner_delay: float = param(
+        0.0,
+        "fault injection for tests and drills: seconds added to every planner call, so that the planner "
+        "misses its budget and the fallbacks take over; 0 in operation [s]",
+        low=0.0,
+        high=1.0,
+    )
     autostart: bool = param(
         True, "configure and activate at start-up (simulation); false: wait for lifecycle transitions"
     )
@@ -87,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     from wm_control.runtime.commander import Commander
     from wm_control.runtime.controller import warm_up
     from wm_control.runtime.diagnostics import RunStats, TickLog
+    from wm_control.runtime.slowed import SlowedBackend
     from wm_control.safety import SafetyConfig, SafetyLayer
 
     class MpcController(LifecycleNode):
@@ -112,6 +120,9 @@ def main(argv: list[str] | None = None) -> None:
                 self.p = p = read_parameters(self, ControllerParams)  # values may have changed since start-up
                 backend = load_backend(p.export, p.backend, threads=p.threads)
                 warm_up(backend)
+                if p.fault_planner_delay > 0.0:
+                    backend = SlowedBackend(backend, p.fault_planner_delay)
+                    self.get_logger().warning(f"fault injection: planner slowed, {backend.name}")
                 loop = control_loop(
                     backend, clock=self.now, margin=p.margin, stale_timeout=p.stale_timeout, seed=p.seed
                 )
@@ -172,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
                 self.state = joint_state_arrays(msg, self.names, self.epoch_ns)
                 self.state_received = self.now()
             except InputError as exc:
+                self.log.reject(str(exc))
                 self.get_logger().warning(f"joint state ignored: {exc}", throttle_duration_sec=2.0)
 
         def on_goal(self, msg: Any) -> None:
@@ -206,7 +218,21 @@ def main(argv: list[str] | None = None) -> None:
                 self.run_stats = RunStats(self.commander.loop.config.dt)
             self.run_stats.add(start, out, counters, received, sent)
 
+        def check_rivals(self) -> None:
+            """Another node publishing on the command topic means two controllers command one robot."""
+            topic = f"/{self.p.controller}/joint_trajectory"
+            me = (self.get_name(), self.get_namespace())
+            others = [
+                f"{info.node_namespace.rstrip('/')}/{info.node_name}"
+                for info in self.get_publishers_info_by_topic(topic)
+                if (info.node_name, info.node_namespace) != me
+            ]
+            if others and not self.log.has_rivals():
+                self.get_logger().error(f"another controller commands the robot: {topic} is also published by {others}")
+            self.log.set_rivals(topic, others)
+
         def on_diagnostics(self) -> None:
+            self.check_rivals()
             report = self.log.report()
             status = DiagnosticStatus(name=f"{NAME}: learned MPC", level=bytes([report.level]), message=report.message)
             status.values = [KeyValue(key=k, value=v) for k, v in report.values.items()]

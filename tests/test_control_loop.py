@@ -538,3 +538,25 @@ def test_a_rare_spike_does_not_stop_full_solves(quantile: float, full_solves_aft
 def test_latency_quantile_is_validated() -> None:
     with pytest.raises(ConfigError, match=r"LoopConfig.latency_quantile"):
         LoopConfig(dt=DT, latency_quantile=0.0)
+
+
+def test_a_planner_slowed_past_the_budget_falls_back_to_the_policy_and_says_why() -> None:
+    """``SlowedBackend`` (the controller's ``fault_planner_delay``) on a real clock: every planner call
+    sleeps 30 ms, more than the 16 ms budget, so after the first measurements only the policy prior fits.
+    """
+    import time
+
+    from wm_control.runtime import control_loop
+    from wm_control.runtime.slowed import SlowedBackend
+
+    inner = FakeBackend(FakeClock())
+    slowed = SlowedBackend(inner, 0.03)
+    assert "slowed by 30 ms" in slowed.name and slowed.contract is inner.contract
+    loop = control_loop(slowed, clock=time.monotonic)
+    q0 = FR3.start_q
+    levels = [loop.step(time.monotonic(), q0, np.zeros(7), np.array([0.5, 0.0, 0.4])).level for _ in range(8)]
+    assert levels[-3:] == [FallbackLevel.POLICY] * 3, levels
+    assert loop.counters["budget"] >= 3 and loop.counters.get("MPPI", 0) <= 1
+    assert inner.names().count("policy") >= 3  # the policy prior is not slowed
+    with pytest.raises(ConfigError, match="delay=-0.01"):
+        SlowedBackend(inner, -0.01)

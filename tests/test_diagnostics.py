@@ -53,3 +53,32 @@ def test_run_stats_summarise_periods_latency_levels_and_misses() -> None:
     assert summary["state_to_command_p50_ms"] == pytest.approx(16.0, abs=1e-6)  # 1 ms age + the fake's 15 ms solve
     assert summary["ticks_by_level"] == {"MPPI": 20} and summary["deadline_misses"] == 0
     assert RunStats(DT).summary()["tick_period_p50_ms"] is None  # no ticks: no numbers, not NaN
+
+
+def test_rejected_joint_states_and_a_second_command_publisher_reach_the_operator() -> None:
+    commander, clock = make()
+    log = TickLog()
+    reason = "JointState lacks joint(s) ['fr3_joint7']; it has ['fr3_joint1']"
+    log.reject(reason)
+    report = log.report()  # rejected before any tick: nothing controls the arm
+    assert report.level == ERROR and reason in report.message, report.message
+    log.add(commander.tick(next_period(clock), Q0, np.zeros(7), GOAL), commander.counters)
+    log.reject(reason)
+    report = log.report()  # control goes on from the valid states, the operator still hears of it
+    assert report.level == WARN and "1 joint state(s) rejected" in report.message
+    assert report.values["last rejected joint state"] == reason and report.values["total joint states rejected"] == "2"
+    next_period(clock)
+    log.add(commander.tick(clock() - 1.0, Q0, np.zeros(7), GOAL), commander.counters)  # only old states left
+    log.reject(reason)
+    report = log.report()
+    assert report.level == ERROR and report.message.startswith("holding: stale state") and reason in report.message
+    log.add(commander.tick(next_period(clock), Q0, np.zeros(7), GOAL), commander.counters)
+    assert log.report().level == OK and not log.has_rivals()
+    log.set_rivals("/fr3_arm_controller/joint_trajectory", ["/teleop"])
+    log.add(commander.tick(next_period(clock), Q0, np.zeros(7), GOAL), commander.counters)
+    report = log.report()
+    assert report.level == ERROR and "another controller" in report.message and "/teleop" in report.message
+    assert log.has_rivals() and log.report().level == ERROR  # it stays until the graph says otherwise
+    log.set_rivals("/fr3_arm_controller/joint_trajectory", [])
+    log.add(commander.tick(next_period(clock), Q0, np.zeros(7), GOAL), commander.counters)
+    assert log.report().level == OK

@@ -4,9 +4,12 @@ report (what ``/diagnostics`` carries).
 ``TickLog.add(outgoing)`` records each tick; ``TickLog.report()`` returns the level (``OK``, ``WARN``,
 ``ERROR``), a one-line message, and the values: planner latency p50 / p99 / max [ms] and deadline
 misses over the window, ticks per fallback level, joint-state age [ms], safety interventions, and
-the cumulative counters of the loop and the safety layer. ``ERROR``: the arm is held by a fault
-(stale or bad state, no model output) or the safety layer replaced a chunk; ``WARN``: ticks below a
-full solve or deadline misses; ``OK`` otherwise.
+the cumulative counters of the loop and the safety layer. The node adds what it sees outside the
+ticks: joint-state messages it rejected (``reject``: wrong joint names or count) and other nodes
+publishing on its command topic (``set_rivals``). ``ERROR``: another node commands the robot, the
+arm is held by a fault (stale or bad state, no model output; with the last rejected message's reason
+when states were rejected) or the safety layer replaced a chunk; ``WARN``: rejected joint states,
+ticks below a full solve or deadline misses; ``OK`` otherwise.
 
 ``RunStats`` keeps the whole run for a benchmark (``bench/ros_loop.py``): tick periods, the time from
 receiving the joint state a tick used to publishing its command, levels, misses and counters.
@@ -44,6 +47,8 @@ class TickLog:
         self._start_window()
         self._last: Outgoing | None = None
         self._counters: dict[str, int] = {}
+        self._rejected_total = 0
+        self._rivals: list[str] = []
 
     def _start_window(self) -> None:
         self._latency: list[float] = []
@@ -51,6 +56,22 @@ class TickLog:
         self._levels: Counter[str] = Counter()
         self._misses = 0
         self._interventions = 0
+        self._rejected = 0
+        self._rejection = ""
+
+    def reject(self, reason: str) -> None:
+        """A joint-state message the node could not use (``reason``: what was wrong with it)."""
+        self._rejected += 1
+        self._rejected_total += 1
+        self._rejection = reason
+
+    def set_rivals(self, topic: str, nodes: list[str]) -> None:
+        """Other nodes that publish on the command ``topic`` (empty: none); stays until set again."""
+        self._rivals = [f"{topic} also has publisher(s) {nodes}"] if nodes else []
+
+    def has_rivals(self) -> bool:
+        """Whether other publishers on the command topic were reported by ``set_rivals``."""
+        return bool(self._rivals)
 
     def add(self, out: Outgoing, counters: dict[str, int]) -> None:
         """Record one tick and the cumulative counters after it."""
@@ -77,6 +98,12 @@ class TickLog:
             values["joint state age max [ms]"] = f"{max(self._age) * 1e3:.1f}"
         values.update({f"ticks {name}": str(n) for name, n in sorted(self._levels.items())})
         values["safety interventions"] = str(self._interventions)
+        values["joint states rejected"] = str(self._rejected)
+        if self._rejection:
+            values["last rejected joint state"] = self._rejection
+        values["total joint states rejected"] = str(self._rejected_total)
+        if self._rivals:
+            values["other command publishers"] = self._rivals[0]
         values.update({f"total {k}": str(v) for k, v in sorted(self._counters.items())})
         level, message = self._verdict(ticks)
         self._start_window()
@@ -84,14 +111,21 @@ class TickLog:
 
     def _verdict(self, ticks: int) -> tuple[int, str]:
         last = self._last
+        if self._rivals:
+            return ERROR, f"another controller commands the robot: {self._rivals[0]}"
+        rejected = f"{self._rejected} joint state(s) rejected, last: {self._rejection}" if self._rejected else ""
         if last is None or ticks == 0:
+            if rejected:
+                return ERROR, f"no control tick since the last report; {rejected}"
             return WARN, "no control tick since the last report (no joint state yet, or not active)"
         if self._interventions:
             causes = sorted({v.kind for v in last.verdict.violations}) if last.verdict is not None else []
             return ERROR, f"safety layer braked {self._interventions} time(s); last causes: {causes or 'see totals'}"
         cmd = last.command
         if cmd.level == FallbackLevel.HOLD and cmd.reason != _HOLD_BY_REQUEST:
-            return ERROR, f"holding: {cmd.reason}"
+            return ERROR, f"holding: {cmd.reason}" + (f"; {rejected}" if rejected else "")
+        if rejected:
+            return WARN, rejected
         if cmd.level == FallbackLevel.HOLD:
             return OK, "holding on request (~/hold)"
         full = self._levels.get(FallbackLevel.MPPI.name, 0)
