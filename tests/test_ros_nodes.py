@@ -126,3 +126,52 @@ def test_the_controller_refuses_an_unknown_parameter_and_a_missing_export(tmp_pa
     assert missing.returncode == 2, missing.stderr
     assert "configure failed" in missing.stderr and str(tmp_path / "nothing") in missing.stderr
     assert "Traceback" not in missing.stderr + typo.stderr
+
+
+# What the package needs to build: the project files colcon and setuptools read, the packages, and the
+# launch and config files it installs under share/.
+_PACKAGE_FILES = ("pyproject.toml", "setup.py", "setup.cfg", "package.xml", "README.md", "resource", "launch")
+_PACKAGE_FILES += ("configs",)
+_PACKAGES = ("wm_control", "sim", "apps", "export", "ros_nodes")
+
+
+def test_colcon_builds_the_package_where_ros2_run_and_ros2_launch_find_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``colcon build`` of a workspace holding this package (pip-installed colcon, the venv as the ament
+    prefix): the nodes land in ``install/wm_control/lib/wm_control``, the launch and parameter files and
+    the ament index marker in ``share``; the launch runner finds and checks the installed launch file.
+    """
+    import shutil
+
+    src = tmp_path / "src" / "wm_control"
+    src.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.so", "*.egg-info")
+    for name in (*_PACKAGE_FILES, *_PACKAGES):
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=ignore)
+        else:
+            shutil.copy2(path, src / name)
+    venv = Path(sys.executable).parent
+    env = {**os.environ, "AMENT_PREFIX_PATH": str(venv.parent), "PATH": f"{venv}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        [str(venv / "colcon"), "build"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    install = tmp_path / "install" / "wm_control"
+    executables = {p.name for p in (install / "lib" / "wm_control").iterdir() if os.access(p, os.X_OK)}
+    assert set(NODES) | {"wm-control-launch"} <= executables, executables
+    share = install / "share" / "wm_control"
+    assert {p.name for p in (share / "launch").iterdir()} == {p.name for p in LAUNCH_FILES}
+    assert {p.name for p in (share / "configs" / "ros").iterdir()} == {f"{n}.yaml" for n in NODES}
+    assert (share / "package.xml").is_file()
+    assert (install / "share" / "ament_index" / "resource_index" / "packages" / "wm_control").is_file()
+    # As `ros2 launch wm_control sim.launch.xml` would: the installed prefix first on AMENT_PREFIX_PATH.
+    monkeypatch.setenv("AMENT_PREFIX_PATH", f"{install}{os.pathsep}{venv.parent}")
+    nodes = parse(share / "launch" / "sim.launch.xml", {})
+    assert check(nodes) == []
+    for node in nodes:
+        cmd = command(node)
+        assert cmd[0] == str(install / "lib" / "wm_control" / node.exec), cmd
+        assert node.params_files == [str(share / "configs" / "ros" / f"{node.exec}.yaml")], cmd
