@@ -1,6 +1,6 @@
 """``wm-control-launch``: run a ROS 2 launch file of this package without the ``launch`` package.
 
-    wm-control-launch launch/sim.launch.xml [name:=value ...] [--check]
+    wm-control-launch launch/sim.launch.xml [name:=value ...] [--check | --verify[=SECONDS]]
 
 PyPI has no ``launch`` / ``launch_ros`` wheels, so this reads the XML subset that ``ros2 launch`` reads
 for our launch files (``<launch>``, ``<arg name default description>``, ``<node pkg exec name
@@ -10,6 +10,10 @@ would: ``<exec> --ros-args -r __node:=<name> -r __ns:=<namespace> --params-file 
 -r <from>:=<to>``. Anything else in the file is an error naming it, as is an argument the file does
 not declare. ``--check`` only checks: every executable and parameter file exists, and every given
 parameter is one its node declares (``ros_nodes.NODES``) with a value of the right type and range.
+``--verify`` starts the nodes, checks the running graph (``apps.launch_verify``: every given parameter
+declared by its node with the given value, every subscribed topic published by someone), prints what
+it found, stops the nodes and exits with 0 (all good) or 1; it waits up to SECONDS (default 60) for the
+nodes to appear, answer and subscribe.
 
 When a node marked ``on_exit="shutdown"`` ends, the others are stopped (SIGINT, then SIGTERM); Ctrl-C
 stops all of them. The exit code is that node's (0 if none is marked).
@@ -31,9 +35,10 @@ from typing import Any
 
 from wm_control.errors import ConfigError
 
-__all__ = ["LaunchNode", "check", "command", "main", "parse", "run", "share_dir"]
+__all__ = ["LaunchNode", "check", "command", "expected_values", "main", "parse", "run", "share_dir"]
 
 PACKAGE = "wm_control"
+VERIFY_TIMEOUT = 60.0  # how long --verify waits for nodes to appear, answer and subscribe [s]
 _SUBST = re.compile(r"\$\((var|find-pkg-share) ([^)]+)\)")
 _NODE_ATTRS = {"pkg", "exec", "name", "namespace", "output", "on_exit"}
 
@@ -153,14 +158,32 @@ def command(node: LaunchNode) -> list[str]:
     return cmd
 
 
+def expected_values(node: LaunchNode) -> dict[str, Any]:
+    """The parameter values ``node`` is given: its params files in order, then ``<param name value>``
+    (parsed as ROS parses ``-p``).
+
+    Raises:
+        ConfigError: a params file is missing or malformed.
+    """
+    import yaml
+
+    from ros_nodes.params import shipped_values
+
+    values: dict[str, Any] = {}
+    for f in node.params_files:
+        if not Path(f).is_file():
+            raise ConfigError(f"node {node.name!r}: parameter file {f} not found")
+        values.update(shipped_values(f, node.name))
+    values.update({k: yaml.safe_load(v) if v else "" for k, v in node.params.items()})
+    return values
+
+
 def check(nodes: list[LaunchNode]) -> list[str]:
     """What is wrong with ``nodes`` without starting them (empty: nothing): executables, parameter
     files, and every given parameter declared by its node's schema with a valid value.
     """
-    import yaml
-
     from ros_nodes import NODES
-    from ros_nodes.params import from_values, shipped_values
+    from ros_nodes.params import from_values
 
     problems = []
     for node in nodes:
@@ -171,16 +194,11 @@ def check(nodes: list[LaunchNode]) -> list[str]:
         if node.exec not in NODES:
             problems.append(f"node {node.name!r}: {node.exec!r} is not one of this package's nodes {sorted(NODES)}")
             continue
-        values: dict[str, Any] = {}
-        for f in node.params_files:
-            if not Path(f).is_file():
-                problems.append(f"node {node.name!r}: parameter file {f} not found")
-                continue
-            try:
-                values.update(shipped_values(f, node.name))
-            except ConfigError as exc:
-                problems.append(str(exc))
-        values.update({k: yaml.safe_load(v) if v else "" for k, v in node.params.items()})  # as ROS parses -p
+        try:
+            values = expected_values(node)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
         try:
             from_values(NODES[node.exec], values)
         except ConfigError as exc:
@@ -188,8 +206,11 @@ def check(nodes: list[LaunchNode]) -> list[str]:
     return problems
 
 
-def run(nodes: list[LaunchNode], grace_s: float = 10.0) -> int:
-    """Start every node; stop them all when a ``shutdown_on_exit`` node ends or on Ctrl-C."""
+def run(nodes: list[LaunchNode], grace_s: float = 10.0, verify_s: float | None = None) -> int:
+    """Start every node; stop them all when a ``shutdown_on_exit`` node ends or on Ctrl-C. With
+    ``verify_s``, check the running graph (within that many seconds), print the outcome and stop:
+    the exit code is 0 when nothing is wrong, else 1.
+    """
     procs = [(node, subprocess.Popen(command(node), start_new_session=True)) for node in nodes]
     code = 0
 
@@ -198,6 +219,18 @@ def run(nodes: list[LaunchNode], grace_s: float = 10.0) -> int:
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
+        if verify_s is not None:
+            from apps.launch_verify import verify
+
+            problems, notes = verify(nodes, timeout=verify_s)
+            for line in notes:
+                print(f"wm-control-launch: note: {line}")
+            for line in problems:
+                print(f"wm-control-launch: problem: {line}", file=sys.stderr)
+            if not problems:
+                print(f"wm-control-launch: verified {len(nodes)} running node(s): parameters as given, every "
+                      "subscription has a publisher")  # fmt: skip
+            return 1 if problems else 0
         reported: set[int] = set()
         while True:
             ended = [(n, p) for n, p in procs if p.poll() is not None]
@@ -238,7 +271,17 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     flags = [a for a in argv if a.startswith("--")]
     rest = [a for a in argv if not a.startswith("--")]
-    if not rest or set(flags) - {"--check"}:
+    verify_s: float | None = None
+    for flag in flags:
+        if flag == "--verify" or flag.startswith("--verify="):
+            try:
+                verify_s = float(flag.partition("=")[2] or VERIFY_TIMEOUT)
+            except ValueError:
+                verify_s = -1.0
+            if not 0.0 < verify_s <= 3600.0:
+                print(f"wm-control-launch: error: {flag}: SECONDS must be a number in (0, 3600]", file=sys.stderr)
+                sys.exit(2)
+    if not rest or {f.partition("=")[0] for f in flags} - {"--check", "--verify"} or len(flags) > 1:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         sys.exit(2)
     path, pairs = rest[0], rest[1:]
@@ -260,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     if "--check" in flags:
         print(f"{path}: {len(nodes)} node(s) check out: {', '.join(n.name for n in nodes)}")
         return
-    sys.exit(run(nodes))
+    sys.exit(run(nodes, verify_s=verify_s))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rosproc import node as ros_node
+from rosproc import observer, playout_delay
 
 from apps.launch import check, command, parse
 from ros_nodes import NODES
@@ -175,3 +177,39 @@ def test_colcon_builds_the_package_where_ros2_run_and_ros2_launch_find_it(
         cmd = command(node)
         assert cmd[0] == str(install / "lib" / "wm_control" / node.exec), cmd
         assert node.params_files == [str(share / "configs" / "ros" / f"{node.exec}.yaml")], cmd
+
+
+def _launch(args: list[str], timeout: float = 200.0) -> subprocess.CompletedProcess[str]:
+    prefix = str(Path(sys.executable).parents[1])
+    env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "AMENT_PREFIX_PATH": prefix}
+    exe = Path(sys.executable).parent / "wm-control-launch"
+    return subprocess.run([str(exe), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_started_sim_launch_file_has_every_parameter_as_given_and_every_subscription_published(
+    shipped_export: Path,
+) -> None:
+    """``--verify``: the three nodes run; each one's parameters (params files, then the launch file's
+    values) are what it reports over ROS, and every topic it subscribes to has a publisher."""
+    delay = playout_delay(shipped_export)
+    done = _launch(["launch/sim.launch.xml", f"export:={shipped_export}", f"playout_delay:={delay}", "--verify"])
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "verified 3 running node(s)" in done.stdout
+
+
+def test_the_real_robot_launch_file_runs_against_the_sim_standing_in_for_the_robot(
+    shipped_export: Path, tmp_path: Path
+) -> None:
+    """``launch/fr3.launch.xml`` (the controller alone, configured at start) with ``wm_mujoco_sim`` in the
+    robot's place and the test as the operator's goal source: verified. Without the robot, ``--verify``
+    names the subscription nobody publishes and exits 1."""
+    delay = playout_delay(shipped_export)
+    args = ["launch/fr3.launch.xml", f"export:={shipped_export}", "autostart:=true", f"playout_delay:={delay}"]
+    alone = _launch([*args, "--verify=10"])
+    assert alone.returncode == 1, alone.stdout + alone.stderr
+    assert "subscribes to /franka/joint_states but nothing publishes it" in alone.stderr
+    with ros_node("wm_mujoco_sim", {"playout_delay": delay}, tmp_path / "sim.log"), observer() as operator:
+        operator.send_goal((0.5, 0.0, 0.4))
+        done = _launch([*args, "--verify"])
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "verified 1 running node(s)" in done.stdout
