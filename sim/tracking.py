@@ -69,6 +69,10 @@ REFUSAL_REASONS = ("future", "expired", "out_of_order")
 # generator do).
 JOIN_TIME = 0.2
 _JOIN_EPS = 1e-12
+# The longest a join offset takes to decay [s]: a longer one would move the command far from both
+# chunks (the velocity difference integrates to a position excursion of about 0.19 |v| T), so a very
+# large difference (a chunk far past its playout delay) may exceed the limits and trip a reflex instead.
+JOIN_TIME_MAX = 0.4
 # The share of the FR3's acceleration and jerk limits a join offset may add to the chunk's own: chunks
 # are shaped to 0.8 of the limits (ChunkConfig), so chunk + offset stay below 0.95 of them.
 JOIN_BUDGET = 0.15
@@ -283,16 +287,17 @@ class TrackingController:
     def join_time(self, p: np.ndarray, v: np.ndarray) -> float:
         """How long a join offset of ``p`` [rad], ``v`` [rad/s] ``(7,)`` takes to decay [s]: ``JOIN_TIME``,
         or longer where the offset's own acceleration or jerk would exceed ``JOIN_BUDGET`` of the FR3's
-        limits (a chunk far past its playout delay while the arm accelerates: the offset decays more
-        slowly instead of tripping a reflex). Each term of the offset keeps to half the budget:
-        ``|p| D2H0 / T^2 + |v| D2H1 / T <= a`` and ``|p| D3H0 / T^3 + |v| D3H1 / T^2 <= j`` per joint.
+        limits (a chunk past its playout delay while the arm accelerates: the offset decays more
+        slowly instead of tripping a reflex), at most ``JOIN_TIME_MAX``. Each term of the offset keeps to
+        half the budget: ``|p| D2H0 / T^2 + |v| D2H1 / T <= a`` and ``|p| D3H0 / T^3 + |v| D3H1 / T^2 <= j``
+        per joint.
         """
         p, v = np.abs(p), np.abs(v)
         a, j = self._join_acc, self._join_jerk
         need = np.maximum.reduce([
             np.sqrt(2 * _D2H0 * p / a), 2 * _D2H1 * v / a, np.cbrt(2 * _D3H0 * p / j), np.sqrt(2 * _D3H1 * v / j)
         ])  # fmt: skip
-        return max(JOIN_TIME, float(need.max()))
+        return min(JOIN_TIME_MAX, max(JOIN_TIME, float(need.max())))
 
     def _switches(self, horizon: float) -> list[tuple[float, _Pending, np.ndarray, np.ndarray, float]]:
         """The pending chunks that take over within ``horizon`` [s] of the last executed tick, in order,

@@ -316,9 +316,9 @@ def test_late_stamped_chunks_within_the_playout_delay_trip_no_reflex() -> None:
     Stamped, with a 15 ms playout delay, no reflex fires and the command is the one of on-time
     delivery: each chunk takes over exactly at the previous chunk's first knot. Plain ``send`` trips the
     acceleration / jerk reflexes (each chunk starts from wherever the command is when it arrives).
-    Stamped delivery without a playout delay trips none either: every chunk joins late, and the join
-    offset decays slowly enough to stay within its share of the limits (``join_time``); but the command
-    is no longer the on-time one.
+    Stamped delivery without a playout delay trips them in about half of the sequences: every chunk
+    joins late, and the join offset absorbs the difference within its share of the limits only while it
+    can decay within ``JOIN_TIME_MAX``; and the command is no longer the on-time one.
     """
     model = build_model(hand=True, scene=True)
     buffered, unbuffered = FR3Sim(model, playout_delay=PLAYOUT), FR3Sim(model)
@@ -339,7 +339,7 @@ def test_late_stamped_chunks_within_the_playout_delay_trip_no_reflex() -> None:
                 kinds.add(sim.reflex.kind)
     assert buffered.refused_chunks == {"future": 0, "expired": 0, "out_of_order": 0}
     assert reflexes["stamped, playout 15 ms"] == 0, reflexes
-    assert reflexes["send"] >= 15 and reflexes["stamped, playout 0"] == 0, reflexes
+    assert reflexes["send"] >= 15 and reflexes["stamped, playout 0"] >= 5, reflexes
     assert kinds <= {"acceleration", "jerk"}, kinds
     actions, delays = _aggressive_actions()[0], rng.integers(0, 16, 50)
     late, on_time = (_drive(unbuffered, actions, d, stamped=True) for d in (delays, np.zeros_like(delays)))
@@ -504,16 +504,17 @@ def test_a_chunk_from_rest_starts_from_the_held_position_not_the_measured_one() 
 
 
 def test_a_join_offset_adds_at_most_its_share_of_the_acceleration_and_jerk_limits() -> None:
-    """``join_time``: small offsets decay over ``JOIN_TIME``; large ones (a chunk far past its playout
-    delay) more slowly, so that the offset's own acceleration and jerk, sampled at 1 kHz, stay within
-    ``JOIN_BUDGET`` of the FR3's limits on every joint."""
-    from sim.tracking import _JOIN_EPS, JOIN_BUDGET, _offset
+    """``join_time``: small offsets decay over ``JOIN_TIME``; larger ones (a chunk past its playout delay)
+    more slowly, so that the offset's own acceleration and jerk, sampled at 1 kHz, stay within
+    ``JOIN_BUDGET`` of the FR3's limits on every joint; never slower than ``JOIN_TIME_MAX``."""
+    from sim.tracking import _JOIN_EPS, JOIN_BUDGET, JOIN_TIME_MAX, _offset
 
     tracker = TrackingController(0.001)
     assert tracker.join_time(np.zeros(7), np.full(7, 1e-3)) == JOIN_TIME
     rng = np.random.default_rng(3)
     slow = 0
-    for scale_p, scale_v in [(1e-4, 1e-3), (0.01, 0.1), (0.05, 0.6), (0.2, 1.5)] * 5:
+    assert tracker.join_time(np.full(7, 0.2), np.full(7, 1.5)) == JOIN_TIME_MAX
+    for scale_p, scale_v in [(1e-4, 1e-3), (0.005, 0.04), (0.01, 0.06), (0.02, 0.07)] * 5:
         p, v = rng.uniform(-scale_p, scale_p, 7), rng.uniform(-scale_v, scale_v, 7)
         T = tracker.join_time(p, v)
         slow += T > JOIN_TIME + _JOIN_EPS
