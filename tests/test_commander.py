@@ -135,3 +135,15 @@ def test_commander_options_are_checked() -> None:
     layer = SafetyLayer(FR3, SafetyConfig(), DT, loop.generator.servo_period)
     with pytest.raises(ConfigError, match="max_lateness"):
         Commander(loop, layer, clock, max_lateness=0.0)
+
+
+def test_a_silent_robot_gets_no_chunks_until_it_speaks_again() -> None:
+    """A stale joint state holds (the loop's reason says so) but nothing is sent: the last chunk ends at
+    rest, and a restarted robot must not receive brakes from where the old one was."""
+    commander, clock = make()
+    assert all(o.chunk is not None for o in run(commander, clock, 3))
+    start = next_period(clock)
+    out = commander.tick(start - 0.2, Q0, np.zeros(7), GOAL)  # the last state is 200 ms old
+    assert out.chunk is None and out.command.reason.startswith("stale state")
+    assert commander.counters["not sent: robot silent"] == 1
+    assert run(commander, clock, 1)[0].chunk is not None  # a fresh state: chunks again

@@ -17,6 +17,9 @@ Every chunk passes the safety layer (``wm_control.safety``), which shares no cod
 generator. A chunk that fails is not sent: the safety layer's brake goes instead (the next tick starts
 from it like from any chunk sent), and the intervention is counted with its reasons.
 
+A hold because the joint states stopped (stale) sends nothing: the last chunk sent ends at rest, and a
+robot or simulator that comes back restarted would otherwise receive brakes from where the old one was.
+
 The commander follows the command it sent, not the robot. When the robot stands still (every joint
 slower than ``REST_SPEED``) further from the command than ``RobotSpec.position_tolerance`` plus the
 distance the command covers in ``LAG_ALLOWANCE`` (the executing layer's delay and tracking lag, with
@@ -38,6 +41,7 @@ import numpy as np
 
 from wm_control.chunking import CommandState
 from wm_control.errors import ConfigError, InputError
+from wm_control.runtime.fallback import FallbackLevel
 from wm_control.runtime.loop import Command, ControlLoop
 from wm_control.safety import ChunkStart, SafetyLayer, Verdict
 from wm_control.trajectory import StampedChunk
@@ -50,6 +54,8 @@ LAG_ALLOWANCE = 0.1
 # A robot slower than this on every joint [rad/s] stands still: only a robot at rest is taken to have lost
 # the commands (one in motion is following some command; starting it afresh from rest would be a jump).
 REST_SPEED = 0.05
+# The loop's reason for a hold on a state older than its stale timeout: the robot has stopped talking.
+_SILENT = "stale state"
 
 
 class Outgoing(NamedTuple):
@@ -155,6 +161,11 @@ class Commander:
             self.loop.override_command(command_state_at(self._last, stamp), keep_plan=True)
         command = self.loop.step(t, q, dq, goal, hold=hold)
         if command.start is None or len(command.chunk.positions) == 0:
+            return Outgoing(None, command, None)
+        if command.level == FallbackLevel.HOLD and command.reason.startswith(_SILENT):
+            # The robot fell silent: nobody may be listening, and a robot that comes back (restarted)
+            # is elsewhere; the last chunk sent already ends at rest. Nothing is sent until it speaks.
+            self._counters["not sent: robot silent"] += 1
             return Outgoing(None, command, None)
         start = ChunkStart(command.start.q, command.start.dq, command.start.ddq)
         verdict = self.safety.filter(command.chunk, start, self._names)
