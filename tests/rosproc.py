@@ -154,6 +154,7 @@ class Observer:
     def wait_for(self, what: Callable[[], bool], timeout: float) -> bool:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
+            assert self._thread.is_alive(), "the observer's executor thread died"
             if what():
                 return True
             self.spin(0.1)
@@ -163,6 +164,10 @@ class Observer:
         """Whether a controller status arrived after ``since`` with ``level`` (any: ``None``) and ``text``
         in its message."""
         return any(t > since and (level is None or lvl == level) and text in m for t, lvl, m, _ in self.controller)
+
+    def last_state_age(self) -> float:
+        """Seconds since the robot's last joint state arrived (inf: none yet)."""
+        return time.monotonic() - self.states[-1][0] if self.states else math.inf
 
     def robot_speed_since(self, since: float) -> float:
         """The largest joint speed the robot reported after ``since`` [rad/s] (NaN: no state)."""

@@ -7,29 +7,18 @@ process a test starts is stopped by the test (its whole process group), also whe
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
-from rosproc import ROOT, launched
+from rosproc import launched
 
 
-def _trained_for_the_link() -> bool:
-    """Whether the shipped model was trained with the sim node's playout delay (its contract says so)."""
-    state = json.loads((ROOT / "models" / "fr3-reach" / "state.json").read_text())
-    return "playout_delay" in json.dumps(state.get("contract", {}))
-
-
-# Not coverage yet: the shipped model was trained without the link's dead time, and the controller
-# refuses it at the sim's 30 ms playout delay (issue 13's note). These run once models/fr3-reach is
-# retrained with the delay, or against an export named by WM_CONTROL_TEST_EXPORT.
-pytestmark = pytest.mark.skipif(
-    not (_trained_for_the_link() or os.environ.get("WM_CONTROL_TEST_EXPORT")),
-    reason="the shipped fr3-reach model was trained without the ROS link's playout delay (issue 13)",
-)
-
-
+# Not met yet (issue 13): the shipped model (trained with the link's 30 ms dead time, 100 % of 50 episodes
+# in-process at the deployment budget) reached 0-1 of the first goals over ROS on this 2-core machine;
+# the arm stops 2-6 cm short and a collision or jerk reflex ends the run (README, "ROS 2 nodes"). The
+# test runs in every `make test` and reports XPASS once the closed loop meets the issue's bar.
+@pytest.mark.xfail(reason="issue 13: the closed loop over ROS does not reach >= 9 of 10 goals yet", strict=False)
 def test_the_arm_reaches_seeded_goals_through_three_ros_processes(shipped_export: Path, tmp_path: Path) -> None:
     export = shipped_export
     summary, log = tmp_path / "summary.json", tmp_path / "launch.log"

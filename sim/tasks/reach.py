@@ -25,7 +25,10 @@ __all__ = ["REACH_ENV_DEFAULTS", "REACH_TRAINING_PLANNER", "ReachConfig", "Reach
 # one action visibly changes the next state; at 50 % it takes 8 and a learned Q-function hardly tells
 # one tick's actions apart (measured: TD-MPC2 reached 0 % success in 13k steps at 50 %). The scripted
 # controller still reaches its targets (1.2 s median).
-REACH_ENV_DEFAULTS: dict[str, Any] = {"dt": 0.02, "chunk": {"velocity_fraction": 0.3}}
+# Chunks start 30 ms after their tick (env.playout_delay): the dead time of the deployed link, where the
+# ROS sim node runs its 1 kHz layer that far behind the stamps to absorb DDS and planning jitter. A model
+# trained without it reaches its goals over ROS and then drifts off (measured: 27 cm after 6 s at 30 ms).
+REACH_ENV_DEFAULTS: dict[str, Any] = {"dt": 0.02, "chunk": {"velocity_fraction": 0.3}, "playout_delay": 0.03}
 
 # fr3-reach's training planner budget: 128 samples x 3 iterations x horizon 3 (16 elites, 6 policy
 # trajectories: TD-MPC2's 64 of 512 and 24 of 512, scaled). The shipped models/fr3-reach was trained
