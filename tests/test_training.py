@@ -277,9 +277,10 @@ def test_a_run_whose_latest_checkpoint_lost_its_state_is_refused(small_run: Path
 
 
 def _as_old_model_copy(state: dict) -> None:
-    """The shipped model's state as it was before it was migrated: format 1, no recorded contract."""
+    """A model-only state as format 1 wrote it: no recorded contract (nor a migration marker)."""
     _as_format_1(state)
-    del state["contract"], state["contract_migrated"]
+    del state["contract"]
+    state.pop("contract_migrated", None)
 
 
 def test_format_1_checkpoints_load_and_refuse_decode_errors(tmp_path: Path) -> None:
