@@ -747,3 +747,72 @@ def test_the_safety_package_imports_neither_the_generator_nor_torch() -> None:
     assert sorted(safety.__all__) == sorted(
         ["KINDS", "ChunkStart", "SafetyConfig", "SafetyLayer", "Verdict", "Violation", "stop_knots"]
     )
+
+
+# --- the floor check (wm_control.safety.workspace) ----------------------------------------------------
+FLOOR_LAYER = SafetyLayer(FR3, SafetyConfig(floor_height=0.0, floor_clearance=0.03), DT, H)
+
+
+def _pose_at_height(guard: Any, height: float) -> np.ndarray:
+    """A pose between home and a low reach whose lowest point is at ``height`` [m] (bisection)."""
+    down = HOME.copy()
+    down[1], down[3] = 1.2, -1.0  # shoulder forward, elbow open: the hand far below the base
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if guard.lowest(HOME + mid * (down - HOME)) > height else (lo, mid)
+    return HOME + lo * (down - HOME)
+
+
+def _drive(q: np.ndarray, direction: float, ticks: int) -> list[tuple[ChunkStart, TrajectoryChunk]]:
+    """The chunk generator's chunks over ``ticks`` ticks from rest at ``q``, shoulder and elbow
+    driven down (+1) or up (-1) at full action, each from where the previous one is a tick later.
+    """
+    gen = ChunkGenerator(FR3, ChunkConfig(), DT, servo_period=H)
+    state, out = gen.rest(q), []
+    action = np.zeros(7)
+    action[1] = action[3] = direction
+    for _ in range(ticks):
+        result = gen.generate(state, action)
+        out.append((to_start(state), result.chunk))
+        state = result.next_state
+    return out
+
+
+def test_the_floor_check_refuses_a_chunk_that_lowers_the_hand_onto_the_table_and_brakes() -> None:
+    from wm_control.safety.workspace import FloorGuard
+
+    guard = FloorGuard(FR3, 0.0, 0.03)
+    assert guard.lowest(HOME) > 0.2  # the home pose is well above the table
+    chunks = _drive(_pose_at_height(guard, 0.1), +1.0, 50)
+    verdicts = [FLOOR_LAYER.filter(chunk, start, NAMES) for start, chunk in chunks]
+    first = next(i for i, v in enumerate(verdicts) if not v.passed)
+    assert all(not LAYER.verify(chunk, start, NAMES) for start, chunk in chunks[: first + 1])  # joint limits: fine
+    assert all(guard.lowest(chunk.positions).min() >= 0.03 for _, chunk in chunks[:first])  # all above the limit
+    verdict = verdicts[first]
+    assert [v.kind for v in verdict.violations] == ["floor"]  # refused before the arm gets there
+    assert verdict.violations[0].limit == pytest.approx(0.03) and verdict.violations[0].value < 0.03
+    assert "floor" in verdict.violations[0].message
+    np.testing.assert_allclose(verdict.chunk.velocities[-1], 0.0, atol=1e-12)  # the brake went instead
+    # A command already too low may rise out of it, not sink further.
+    low = _pose_at_height(guard, 0.01)
+    assert all(FLOOR_LAYER.filter(chunk, start, NAMES).passed for start, chunk in _drive(low, -1.0, 10))
+    start, chunk = _drive(low, +1.0, 1)[0]
+    assert not FLOOR_LAYER.filter(chunk, start, NAMES).passed
+    chunk = chunks[first][1]
+    start = chunks[first][0]
+    # Off by default.
+    assert LAYER.filter(chunk, start, NAMES).passed
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"floor_height": 1.0}, "floor_height"),
+        ({"floor_clearance": -1.0}, "floor_clearance"),
+        ({"floor_height": "low"}, "floor_height"),
+    ],
+)
+def test_bad_floor_settings_name_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        SafetyConfig(**kwargs)

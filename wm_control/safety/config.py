@@ -42,6 +42,10 @@ class SafetyConfig:
             [rad/s^3]); in [0, 1e-3]. The default 1e-9 is far above float64 rounding of a cubic
             through knots near 3 rad (about 1e-12 relative on the jerk) and far below anything a
             robot could feel.
+        floor_height: height [m] of the surface the robot stands on, in the base frame (z up);
+            ``None``: no floor check. With it, no knot may bring the arm's lowest point
+            (``wm_control.safety.workspace``) below ``floor_height + floor_clearance``; in [-2, 0.5].
+        floor_clearance: distance [m] kept from the floor; in [0, 0.5].
     """
 
     position_margin: float = 0.02
@@ -49,6 +53,8 @@ class SafetyConfig:
     acceleration_fraction: float = 1.0
     jerk_fraction: float = 1.0
     tolerance: float = 1e-9
+    floor_height: float | None = None
+    floor_clearance: float = 0.03
 
     def __post_init__(self) -> None:
         for name, low, high, low_inclusive in (
@@ -57,7 +63,12 @@ class SafetyConfig:
             ("acceleration_fraction", 0.0, 1.0, False),
             ("jerk_fraction", 0.0, 1.0, False),
             ("tolerance", 0.0, 1e-3, True),
+            ("floor_clearance", 0.0, 0.5, True),
         ):
             field = f"SafetyConfig.{name}"
             value = _check_number(field, getattr(self, name))
             check_range(field, value, low, high, low_inclusive=low_inclusive)
+        if self.floor_height is not None:
+            check_range(
+                "SafetyConfig.floor_height", _check_number("SafetyConfig.floor_height", self.floor_height), -2.0, 0.5
+            )

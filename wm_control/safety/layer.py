@@ -35,6 +35,7 @@ from wm_control.safety.config import SafetyConfig
 from wm_control.safety.spline import segments
 from wm_control.safety.start import ChunkStart, check_start
 from wm_control.safety.verify import ChunkVerifier, Violation
+from wm_control.safety.workspace import FloorGuard
 from wm_control.trajectory import TrajectoryChunk
 
 __all__ = ["SafetyLayer", "Verdict"]
@@ -103,6 +104,9 @@ class SafetyLayer:
         self.servo_period = float(servo_period)
         self._verifier = ChunkVerifier(spec, config, self.dt, self.servo_period)
         self._brake = BrakePlanner(spec, config, self.dt, self.servo_period)
+        self._floor = (
+            None if config.floor_height is None else FloorGuard(spec, config.floor_height, config.floor_clearance)
+        )
 
     @property
     def brake_knots(self) -> int:
@@ -123,7 +127,22 @@ class SafetyLayer:
         Raises:
             InputError: ``start`` is malformed (not a ``ChunkStart``, a wrong shape, NaN or inf).
         """
-        return self._verifier.verify(chunk, check_start(start, self.spec.joint_names), joint_names)
+        state = check_start(start, self.spec.joint_names)
+        return self._check(chunk, state, joint_names)
+
+    def _check(
+        self, chunk: TrajectoryChunk, state: tuple[np.ndarray, ...], joint_names: Sequence[str]
+    ) -> list[Violation]:
+        """The verifier's violations, then the floor's (on well-formed chunks only)."""
+        violations = self._verifier.verify(chunk, state, joint_names)
+        if self._floor is None or any(v.kind in ("names", "shape", "finite") for v in violations):
+            return violations
+        hit = self._floor.check(chunk.positions, state[0])
+        if hit is not None:
+            knot, low = hit
+            text = f"floor: the arm's lowest point at knot {knot} is {low:.4g} m, limit {self._floor.limit:.4g} m"
+            violations.append(Violation("floor", None, "knot", knot, low, self._floor.limit, text))
+        return violations
 
     def brake(self, start: ChunkStart) -> TrajectoryChunk:
         """The fastest stop from ``start`` within the limits, ending at rest (``brake_knots`` knots).
@@ -143,7 +162,7 @@ class SafetyLayer:
             InputError: ``start`` is malformed (see ``verify``).
         """
         state = check_start(start, self.spec.joint_names)
-        violations = self._verifier.verify(chunk, state, joint_names)
+        violations = self._check(chunk, state, joint_names)
         if not violations:
             return Verdict(chunk, True, violations)
         return Verdict(self._brake.plan(*state), False, violations)
