@@ -45,6 +45,13 @@ class ControllerParams:
     safety_position_margin: float = param(
         0.02, "safety layer: distance kept from the joint limits [rad]", low=0.0, high=0.5
     )
+    safety_floor: bool = param(True, "safety layer: keep the arm above the surface the robot stands on")
+    safety_floor_height: float = param(
+        0.0, "safety layer: height of that surface in the base frame (z up) [m]", low=-2.0, high=0.5
+    )
+    safety_floor_clearance: float = param(
+        0.03, "safety layer: distance kept between the arm's lowest point and that surface [m]", low=0.0, high=0.5
+    )
     max_lateness: float = param(
         0.02,
         "a chunk ready later than this after its stamp is not sent (the robot goes on with the previous "
@@ -58,6 +65,17 @@ class ControllerParams:
         "model's (its contract's action.playout_delay, 0 if absent) [s]",
         low=0.0,
         high=0.5,
+    )
+    arrival_radius: float = param(
+        0.015,
+        "hold the arm at a point goal once the TCP is this close and slower than arrival_speed, until the "
+        "goal changes (the planner alone hovers 1-2 cm around it); 0: off [m]",
+        low=0.0,
+        high=0.5,
+    )
+    arrival_speed: float = param(0.1, "TCP speed below which an arrival is captured [m/s]", low=0.001, high=10.0)
+    arrival_release: float = param(
+        0.03, "a held arm pushed further than this from its goal is planned for again [m]", low=0.001, high=1.0
     )
     diagnostics_period: float = param(1.0, "period of /diagnostics [s]", low=0.05, high=60.0)
     stats_file: str = param(
@@ -88,8 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     from trajectory_msgs.msg import JointTrajectory
 
     from ros_nodes.conversions import chunk_to_trajectory, joint_state_arrays, point_goal
-    from wm_control.errors import InputError, ModelContractError, WmControlError
+    from wm_control.errors import ConfigError, InputError, ModelContractError, WmControlError
     from wm_control.runtime import control_loop, load_backend
+    from wm_control.runtime.arrival import ArrivalConfig, GoalArrival
     from wm_control.runtime.checks import check_goal
     from wm_control.runtime.commander import Commander
     from wm_control.runtime.controller import warm_up
@@ -134,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
                     position_margin=p.safety_position_margin,
                     acceleration_fraction=shaping.acceleration_fraction,
                     jerk_fraction=shaping.jerk_fraction,
+                    floor_height=p.safety_floor_height if p.safety_floor else None,
+                    floor_clearance=p.safety_floor_clearance,
                 )
                 safety = SafetyLayer(spec, limits, dt, loop.generator.servo_period)
                 trained = float(backend.contract.action.get("playout_delay", 0.0))
@@ -142,10 +163,18 @@ def main(argv: list[str] | None = None) -> None:
                         f"model contract field 'action.playout_delay' is {trained} s (the dead time it was trained "
                         f"with); parameter playout_delay says the executing layer runs {p.playout_delay} s behind"
                     )
+                arrival = ArrivalConfig(p.arrival_radius, p.arrival_speed, p.arrival_release)
+                if arrival.enabled and backend.contract.goal.get("name") != "point":
+                    raise ConfigError(
+                        f"parameter arrival_radius={p.arrival_radius} m needs a point goal; the model's goal is "
+                        f"{backend.contract.goal.get('name')!r} (set arrival_radius: 0)"
+                    )
             except WmControlError as exc:
                 self.get_logger().error(f"configure failed: {exc}")
                 return TransitionCallbackReturn.FAILURE
-            self.commander = Commander(loop, safety, self.now, max_lateness=p.max_lateness)
+            self.commander = Commander(
+                loop, safety, self.now, max_lateness=p.max_lateness, arrival=GoalArrival(spec, arrival)
+            )
             self.names = spec.joint_names
             self.goal_space = backend.contract.goal
             latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)

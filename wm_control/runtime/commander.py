@@ -27,6 +27,9 @@ room to spare), the robot is not where the commands left it (the robot or its si
 restarted, stopped by a reflex, or moved in between): the loop starts afresh from rest at the
 measured position, and the event is counted (``"resynced to the measured state"``). ``restart``
 does the same on demand (a controller that is activated again).
+
+With a ``GoalArrival`` (``wm_control.runtime.arrival``), a TCP that is at its point goal and slow is
+held there (hold reason ``"at the goal"``) until the goal changes or the arm is pushed away.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import numpy as np
 
 from wm_control.chunking import CommandState
 from wm_control.errors import ConfigError, InputError
+from wm_control.runtime.arrival import AT_GOAL, GoalArrival
 from wm_control.runtime.fallback import FallbackLevel
 from wm_control.runtime.loop import Command, ControlLoop
 from wm_control.safety import ChunkStart, SafetyLayer, Verdict
@@ -94,6 +98,7 @@ class Commander:
         clock: the time base of the stamps and of the loop [s] (the executing layer's clock).
         max_lateness: a chunk ready more than this after its stamp is not sent [s]; below the
             executing layer's playout delay (default: one control period).
+        arrival: holds the arm at a point goal once it is there (``None``: never).
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class Commander:
         safety: SafetyLayer,
         clock: Callable[[], float] = time.monotonic,
         max_lateness: float | None = None,
+        arrival: GoalArrival | None = None,
     ) -> None:
         if max_lateness is not None and not max_lateness > 0:
             raise ConfigError(f"Commander max_lateness={max_lateness!r} s; valid: > 0")
@@ -114,6 +120,7 @@ class Commander:
         self._origin: float | None = None  # the stamp grid's origin: the first tick's start [s]
         self._restart = True  # the next plausible state starts the loop from rest there
         self._counters: Counter[str] = Counter()
+        self.arrival = arrival
 
     @property
     def counters(self) -> dict[str, int]:
@@ -132,9 +139,12 @@ class Commander:
         stamp grid (after the executing layer was restarted or the controller was deactivated).
         """
         self._last, self._origin, self._restart = None, None, True
+        if self.arrival is not None:
+            self.arrival.reset()
 
     def tick(self, t: float, q: np.ndarray, dq: np.ndarray, goal: np.ndarray, *, hold: bool = False) -> Outgoing:
-        """Run one control tick on the state measured at ``t`` [s] (see ``ControlLoop.step``).
+        """Run one control tick on the state measured at ``t`` [s] (see ``ControlLoop.step``); a
+        requested ``hold`` takes precedence over an arrival.
 
         Nothing is sent when the loop has no command state yet (no valid joint state so far) or when
         the chunk was ready later than ``max_lateness`` after the tick started.
@@ -159,7 +169,8 @@ class Commander:
             # Where the command is at the stamp; the plan is still the one to warm-start from (it
             # moved on by a tick), so it is kept.
             self.loop.override_command(command_state_at(self._last, stamp), keep_plan=True)
-        command = self.loop.step(t, q, dq, goal, hold=hold)
+        at_goal = self.arrival is not None and self.arrival.update(q, dq, goal) and self._fresh(t)
+        command = self.loop.step(t, q, dq, goal, hold=hold or (AT_GOAL if at_goal else False))
         if command.start is None or len(command.chunk.positions) == 0:
             return Outgoing(None, command, None)
         if command.level == FallbackLevel.HOLD and command.reason.startswith(_SILENT):

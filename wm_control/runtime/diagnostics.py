@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from wm_control.runtime.arrival import AT_GOAL
 from wm_control.runtime.commander import Outgoing
 from wm_control.runtime.fallback import FallbackLevel
 
@@ -122,10 +123,12 @@ class TickLog:
             causes = sorted({v.kind for v in last.verdict.violations}) if last.verdict is not None else []
             return ERROR, f"safety layer braked {self._interventions} time(s); last causes: {causes or 'see totals'}"
         cmd = last.command
-        if cmd.level == FallbackLevel.HOLD and cmd.reason != _HOLD_BY_REQUEST:
+        if cmd.level == FallbackLevel.HOLD and cmd.reason not in (_HOLD_BY_REQUEST, AT_GOAL):
             return ERROR, f"holding: {cmd.reason}" + (f"; {rejected}" if rejected else "")
         if rejected:
             return WARN, rejected
+        if cmd.level == FallbackLevel.HOLD and cmd.reason == AT_GOAL:
+            return OK, "at the goal: holding until the next goal"
         if cmd.level == FallbackLevel.HOLD:
             return OK, "holding on request (~/hold)"
         full = self._levels.get(FallbackLevel.MPPI.name, 0)

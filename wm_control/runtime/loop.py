@@ -33,6 +33,7 @@ from wm_control.chunking import ChunkGenerator, CommandState
 from wm_control.config import to_dict
 from wm_control.errors import ConfigError, InputError, ModelContractError, check_range
 from wm_control.observation import Observer
+from wm_control.runtime.arrival import AT_GOAL
 from wm_control.runtime.backend import Backend
 from wm_control.runtime.checks import Fault, Reason, StampCheck, check_goal, check_plausible, check_vector
 from wm_control.runtime.fallback import Decision, FallbackChain, FallbackLevel
@@ -259,7 +260,7 @@ class ControlLoop:
         self._fault = ""
         self._stamps.reset()
 
-    def step(self, t: float, q: np.ndarray, dq: np.ndarray, goal: np.ndarray, *, hold: bool = False) -> Command:
+    def step(self, t: float, q: np.ndarray, dq: np.ndarray, goal: np.ndarray, *, hold: bool | str = False) -> Command:
         """Run one tick; never raises for bad input or a backend fault (those become ``HOLD`` or a
         fallback, with a reason).
 
@@ -267,7 +268,8 @@ class ControlLoop:
             t: when ``q``, ``dq`` were measured, in the time base of ``clock`` [s].
             q, dq: ``(n,)`` measured joint positions [rad] and velocities [rad/s].
             goal: the goal the observation is built with (``(3,)`` [m] in the base frame by default).
-            hold: hold requested (e-stop or pause): brake to rest until a tick without it.
+            hold: hold requested (e-stop or pause): brake to rest until a tick without it; a string is
+                the hold's reason (counted and reported instead of ``"hold requested"``).
 
         Returns:
             ``Command`` with the chunk to send and the tick's diagnostics.
@@ -281,7 +283,8 @@ class ControlLoop:
         age, time_fault = self._stamps.check(t, start)
         fault = input_fault or time_fault
         if fault is None and hold:
-            fault = Reason("hold requested", "hold requested")
+            why = hold if isinstance(hold, str) else "hold requested"
+            fault = Reason(why, why)
         if fault is None:
             try:
                 obs = self._build_observation(*arrays)
@@ -336,7 +339,7 @@ class ControlLoop:
         reason = "; ".join(r.text for r in reasons)
         self._chain.commit(decision)
         if level == FallbackLevel.HOLD:
-            self._fault = reason
+            self._fault = "" if reason == AT_GOAL else reason  # holding at the goal is no fault to recover from
         else:
             if self._fault:
                 self._counters["recovery"] += 1

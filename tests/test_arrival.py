@@ -1,0 +1,124 @@
+"""Goal arrival (``wm_control.runtime.arrival``): a TCP at its point goal and slow is held there until
+the goal changes or it is pushed away; the commander holds with the reason ``"at the goal"``, and the
+diagnostics call that OK. Forward kinematics only; a fake backend for the commander.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakes import DT, FakeBackend, FakeClock, model_contract
+
+from wm_control.errors import ConfigError
+from wm_control.kinematics import tcp_jacobian, tcp_position
+from wm_control.robot import FR3
+from wm_control.runtime import FallbackLevel, control_loop
+from wm_control.runtime.arrival import AT_GOAL, ArrivalConfig, GoalArrival
+from wm_control.runtime.commander import Commander
+from wm_control.runtime.diagnostics import OK, TickLog
+from wm_control.safety import SafetyConfig, SafetyLayer
+
+assert FR3.start_q is not None
+Q0 = FR3.start_q.copy()
+TCP0 = tcp_position(FR3, Q0)
+STILL = np.zeros(7)
+
+
+def test_captures_within_the_radius_at_rest_and_not_outside_it() -> None:
+    arrival = GoalArrival(FR3, ArrivalConfig(radius=0.015, speed=0.1, release=0.03))
+    assert not arrival.update(Q0, STILL, TCP0 + [0.016, 0.0, 0.0])
+    assert arrival.distance == pytest.approx(0.016)
+    assert arrival.update(Q0, STILL, TCP0 + [0.0, 0.014, 0.0])
+    assert arrival.captured
+
+
+def test_a_fast_tcp_is_not_captured() -> None:
+    dq = np.zeros(7)
+    dq[0] = 0.5  # joint 1 swings the TCP sideways
+    speed = float(np.linalg.norm(tcp_jacobian(FR3, Q0)[:3] @ dq))
+    assert speed > 0.1
+    arrival = GoalArrival(FR3, ArrivalConfig(speed=0.1))
+    assert not arrival.update(Q0, dq, TCP0)
+    assert arrival.update(Q0, dq * 0.05 / speed, TCP0)  # 0.05 m/s: captured
+
+
+def swung(distance: float) -> np.ndarray:
+    """The home pose with joint 1 turned so that the TCP lies ``distance`` [m] from its home position."""
+    r = float(np.hypot(TCP0[0], TCP0[1]))
+    q = Q0.copy()
+    q[0] += 2.0 * np.arcsin(distance / (2.0 * r))
+    assert float(np.linalg.norm(tcp_position(FR3, q) - TCP0)) == pytest.approx(distance)
+    return q
+
+
+def test_a_captured_arm_is_held_until_pushed_past_release_and_a_new_goal_releases_it() -> None:
+    arrival = GoalArrival(FR3, ArrivalConfig(radius=0.015, release=0.03))
+    goal = TCP0.copy()
+    assert arrival.update(Q0, STILL, goal)
+    fast = np.full(7, 1.0)
+    assert arrival.update(swung(0.025), fast, goal)  # inside release: still held, whatever its speed
+    assert not arrival.update(swung(0.031), STILL, goal)  # pushed away
+    assert not arrival.update(swung(0.02), STILL, goal)  # not captured again outside the radius
+    assert arrival.update(swung(0.01), STILL, goal)
+    assert arrival.update(swung(0.025), STILL, goal)
+    assert not arrival.update(swung(0.025), STILL, goal + [0.0, 0.0, 0.001])  # a new goal: planning again
+
+
+def test_radius_zero_is_off_and_bad_inputs_capture_nothing() -> None:
+    assert not GoalArrival(FR3, ArrivalConfig(radius=0.0)).update(Q0, STILL, TCP0)
+    arrival = GoalArrival(FR3)
+    assert not arrival.update(np.full(7, np.nan), STILL, TCP0)
+    assert not arrival.update(Q0[:6], STILL, TCP0)
+    assert not arrival.update(Q0, STILL, np.array([0.1, np.inf, 0.2]))
+    assert not arrival.update(Q0, STILL, np.zeros(4))
+    assert not arrival.update(Q0, STILL, np.array(["x", "y", "z"]))
+    assert not arrival.update(Q0 + 0j, STILL, TCP0)
+    assert arrival.update(Q0, STILL, TCP0)
+    arrival.reset()
+    assert not arrival.captured
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"radius": -0.01}, "radius"), ({"speed": 0.0}, "speed"), ({"radius": 0.03, "release": 0.03}, "release")],
+)
+def test_bad_settings_are_refused_naming_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        ArrivalConfig(**kwargs)
+
+
+def make_commander(arrival: GoalArrival | None) -> tuple[Commander, FakeClock]:
+    clock = FakeClock()
+    loop = control_loop(FakeBackend(clock, model_contract()), clock=clock)
+    shaping = loop.generator.config
+    safety = SafetyConfig(acceleration_fraction=shaping.acceleration_fraction, jerk_fraction=shaping.jerk_fraction)
+    layer = SafetyLayer(FR3, safety, DT, loop.generator.servo_period)
+    return Commander(loop, layer, clock, max_lateness=0.03, arrival=arrival), clock
+
+
+def tick(commander: Commander, clock: FakeClock, goal: np.ndarray, **kw: object):
+    clock.t = (np.floor(clock.t / DT + 1e-6) + 1) * DT
+    return commander.tick(clock.t, Q0, STILL, goal, **kw)
+
+
+def test_the_commander_holds_at_the_goal_reports_it_ok_and_plans_again_for_the_next_goal() -> None:
+    commander, clock = make_commander(GoalArrival(FR3))
+    log = TickLog()
+    out = tick(commander, clock, TCP0)
+    assert out.command.level == FallbackLevel.HOLD and out.command.reason == AT_GOAL
+    assert out.chunk is not None  # the brake to rest goes out (from rest: rest)
+    np.testing.assert_allclose(out.chunk.chunk.velocities, 0.0, atol=1e-12)
+    log.add(out, commander.counters)
+    report = log.report()
+    assert report.level == OK and "at the goal" in report.message
+    assert commander.counters[AT_GOAL] == 1
+    away = tick(commander, clock, TCP0 + [0.1, 0.0, 0.0])
+    assert away.command.level == FallbackLevel.MPPI
+    assert commander.counters.get("recovery", 0) == 0  # a goal hold is no fault to recover from
+    held = tick(commander, clock, TCP0, hold=True)  # a requested hold wins over an arrival
+    assert held.command.reason == "hold requested"
+
+
+def test_without_an_arrival_the_commander_plans_at_the_goal() -> None:
+    commander, clock = make_commander(None)
+    assert tick(commander, clock, TCP0).command.level == FallbackLevel.MPPI
