@@ -19,8 +19,10 @@ from typing import Any
 
 from apps.common import build_agent, config_dir, env_factory, register_resolvers, resolve_run, set_threads
 
-# Keys a resumed run may change: the schedule and logging, not what is learned.
+# Keys a resumed run may change: the schedule and logging, and where episodes start (the replay
+# buffer's transitions stay valid: the dynamics and the reward are the same), not what is learned.
 RESUMABLE_CHANGES = (
+    "task.task.chain_probability",
     "train.steps",
     "train.eval_freq",
     "train.eval_episodes",

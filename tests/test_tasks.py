@@ -314,3 +314,29 @@ def test_a_playout_delay_runs_the_same_commands_that_much_later_and_is_recorded_
     np.testing.assert_array_equal(commands[0.04][0], commands[0.04][1])  # held at rest meanwhile
     with pytest.raises(ConfigError, match=r"env.playout_delay"):
         sim.make("fr3-reach", env={"playout_delay": 0.5})
+
+
+def test_reach_chained_episodes_start_where_the_previous_one_ended() -> None:
+    """``chain_probability`` 1: every episode after the first starts at rest where the arm was; 0: at
+    the noisy home pose (the default, as the shipped model was trained first)."""
+    import sim
+    from wm_control.robot import FR3
+
+    env = sim.make("fr3-reach", task={"chain_probability": 1.0})
+    env.reset(seed=3)
+    first = env.physics.q.copy()
+    assert np.all(np.abs(first - FR3.start_q) <= 0.1 + 1e-12)  # the first episode: from home
+    for _ in range(20):
+        env.step(np.full(7, 0.5, dtype=np.float32))
+    ended = env.physics.q.copy()
+    env.reset()
+    np.testing.assert_array_equal(env.physics.q, ended)
+    np.testing.assert_array_equal(env.physics.dq, 0.0)
+    home = sim.make("fr3-reach")
+    home.reset(seed=3)
+    for _ in range(20):
+        home.step(np.full(7, 0.5, dtype=np.float32))
+    home.reset()
+    assert np.all(np.abs(home.physics.q - FR3.start_q) <= 0.1 + 1e-12)
+    with pytest.raises(ConfigError, match="chain_probability"):
+        sim.make("fr3-reach", task={"chain_probability": 1.5})

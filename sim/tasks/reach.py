@@ -43,6 +43,10 @@ class ReachConfig:
 
     target_low / target_high: corners of the box targets are drawn from [m].
     initial_joint_noise: half-width of the uniform noise on the start pose [rad].
+    chain_probability: chance that an episode starts where the previous one ended (at rest there, the
+        arm untouched), as a deployed arm starts each goal where it reached the last one; otherwise
+        (and after a reflex, or from a pose within 0.1 rad of a joint limit) from the noisy home
+        pose. Only where episodes start changes, not the dynamics or the reward.
     success_radius: TCP-to-target distance that counts as reached [m].
     rest_speed: TCP speed below which the arm counts as at rest [m/s].
     reward = far_weight (1 - tanh(d / far_scale)) + near_weight (1 - tanh(d / near_scale))
@@ -56,6 +60,7 @@ class ReachConfig:
     target_low: tuple[float, float, float] = (0.30, -0.30, 0.15)
     target_high: tuple[float, float, float] = (0.65, 0.30, 0.55)
     initial_joint_noise: float = 0.1
+    chain_probability: float = 0.0
     success_radius: float = 0.02
     rest_speed: float = 0.05
     far_weight: float = 7.0
@@ -77,6 +82,7 @@ class ReachConfig:
             check_range(f"ReachConfig.target_high[{i}]", hi, -1.0, 1.0)
             check_range(f"ReachConfig.target_low[{i}]", lo, -1.0, 1.0)
         check_range("ReachConfig.initial_joint_noise", self.initial_joint_noise, 0.0, 0.5)
+        check_range("ReachConfig.chain_probability", self.chain_probability, 0.0, 1.0)
         check_range("ReachConfig.success_radius", self.success_radius, 0.0, 0.5, low_inclusive=False)
         check_range("ReachConfig.rest_speed", self.rest_speed, 0.0, 2.0, low_inclusive=False)
         for name in ("far_weight", "near_weight", "speed_weight", "reflex_penalty"):
@@ -97,8 +103,14 @@ class ReachTask:
         self._high = np.asarray(config.target_high)
 
     def reset(self, physics: FR3Sim, rng: np.random.Generator) -> np.ndarray:  # noqa: D102
+        previous = self.target
         self.target = rng.uniform(self._low, self._high)
         lim = FR3.limits
+        if self.config.chain_probability > 0.0 and rng.random() < self.config.chain_probability:
+            q = physics.q.copy()
+            ended_well = physics.reflex is None and np.any(previous != 0.0)  # not the first episode, no reflex
+            if ended_well and np.all(q >= lim.q_min + 0.1) and np.all(q <= lim.q_max - 0.1):
+                return q
         assert FR3.start_q is not None
         noise = rng.uniform(-1.0, 1.0, size=7) * self.config.initial_joint_noise
         return np.clip(FR3.start_q + noise, lim.q_min + 0.1, lim.q_max - 0.1)
