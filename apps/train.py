@@ -3,6 +3,7 @@
     wm-control-train task=fr3-reach model=small train.steps=30000
     wm-control-train task=dmc/cartpole-swingup model=5M train.seed=2
     wm-control-train resume=runs/fr3-reach/2026-11-22_10-00-00 train.steps=60000
+    wm-control-train init=models/fr3-reach train.steps=10000   # fine-tune a trained model
     wm-control-train -m train.seed=1,2,3          # hydra multirun
 
 Each run folder holds config.yaml, metrics/{train,eval}.csv, tb/ (TensorBoard), videos/,
@@ -49,7 +50,7 @@ def run(cfg: dict[str, Any], run_dir: Path, overridden: Sequence[str] = ()) -> i
     from wm_control import native
     from wm_control.config import from_dict
     from wm_control.errors import ConfigError
-    from wm_control.training.checkpoint import load_checkpoint
+    from wm_control.training.checkpoint import config_differences, load_checkpoint
     from wm_control.training.logger import RunLogger
     from wm_control.training.trainer import TrainConfig, Trainer
 
@@ -65,6 +66,12 @@ def run(cfg: dict[str, Any], run_dir: Path, overridden: Sequence[str] = ()) -> i
         cfg = resumed_config(ckpt.config, cfg, overridden, str(ckpt.path))
     else:
         cfg = resolve_run(cfg)
+    init = None
+    if cfg.get("init") and ckpt is None:
+        init = load_checkpoint(cfg["init"])
+        diffs = config_differences(init.config["model"], cfg["model"], "model.")
+        if diffs:
+            raise ConfigError(f"init={cfg['init']}: the model differs from the checkpoint's: {'; '.join(diffs)}")
     set_threads(cfg.get("threads"))
     native.tune_allocator()
     make_env = env_factory(cfg["task"])
@@ -73,7 +80,13 @@ def run(cfg: dict[str, Any], run_dir: Path, overridden: Sequence[str] = ()) -> i
     contract = control_contract(probe).to_dict()  # what the model learns to control, recorded with it
     probe.close()
     train_cfg = from_dict(TrainConfig, cfg["train"], "train")
-    trainer = Trainer(make_env, agent, train_cfg, run_dir, cfg, title=cfg["task"]["name"], contract=contract)
+    fine_tune = bool(cfg.get("init"))  # a resumed fine-tuning run stays one
+    trainer = Trainer(
+        make_env, agent, train_cfg, run_dir, cfg, title=cfg["task"]["name"], contract=contract, fine_tune=fine_tune
+    )
+    if init is not None:
+        trainer.initialize(init)
+        print(f"fine-tuning the model of {init.path} (fresh optimiser and replay buffer)")
     if ckpt is not None:
         trainer.restore(ckpt)
         print(f"resuming {ckpt.path} at step {trainer.step}")

@@ -175,6 +175,41 @@ def test_model_only_copy_loads_the_same_model_and_is_small(tmp_path: Path) -> No
     assert np.array_equal(a_fresh, trainer.agent.act(obs, t0=True, eval_mode=True))
 
 
+def test_fine_tune_starts_from_the_model_plans_from_the_start_and_skips_the_burst(tmp_path: Path) -> None:
+    trained = _trainer(tmp_path / "run", steps=260)
+    trained.train()
+    slim = load_checkpoint(save_model_only(load_checkpoint(tmp_path / "run"), tmp_path / "model"))
+    tuned = _trainer(tmp_path / "tune", steps=300, seed=5)  # seed_steps 200
+    tuned.initialize(slim)
+    for (k, v), w in zip(_state(tuned).items(), _state(trained).values(), strict=True):
+        assert np.array_equal(v.numpy(), w.numpy()), k
+    assert tuned.agent.updates == 0 and not tuned.agent.optim.state_dict()["state"]  # a fresh optimiser
+    plans = []
+    act = tuned.agent.act
+    tuned.agent.act = lambda obs, t0=False, eval_mode=False: plans.append(1) or act(obs, t0, eval_mode)
+    tuned.train()
+    assert len(plans) == 300  # the model's plans collected the seed steps too, not random actions
+    assert tuned.agent.updates == 100  # one per step from step 200, no burst of 200 (a fresh run makes 299)
+    assert load_checkpoint(tmp_path / "tune").state["trainer"]["step"] == 300
+    other = {"robot": "toy", "dt": 0.02, "joint_names": ["x"]}
+    with pytest.raises(CheckpointError, match=r"different control contract: dt"):
+        _trainer(tmp_path / "b", steps=60, contract=other).initialize(
+            load_checkpoint(save_model_only(_small_contract_run(tmp_path), tmp_path / "m2"))
+        )
+    wide = _trainer(tmp_path / "wide", steps=10)
+    wide.agent = TDMPC2(
+        model_config("small", 3, 1, enc_dim=96, mlp_dim=64, latent_dim=32), AgentConfig(planner=PLANNER), 40
+    )
+    shapes = r"weights do not match the model: encoder.* has shape \(64,.*the model's \(96"
+    with pytest.raises(CheckpointError, match=shapes):
+        wide.initialize(slim)
+
+
+def _small_contract_run(tmp_path: Path):  # noqa: ANN202
+    _trainer(tmp_path / "c", steps=20, contract={"robot": "toy", "dt": 0.05, "joint_names": ("x",)}).train()
+    return load_checkpoint(tmp_path / "c")
+
+
 def test_collect_episode_shapes_budget_and_step_callback() -> None:
     seen: list[int] = []
     acts = lambda obs, t: np.full(1, 0.5 if t else -0.5, np.float32)  # noqa: E731

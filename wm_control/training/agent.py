@@ -297,6 +297,31 @@ class TDMPC2:
             "updates": self.updates,
         }
 
+    def load_weights(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Start from another agent's model (fine-tuning): its weights, warm start and Q scale.
+
+        The optimisers keep their fresh state and this agent's hyperparameters; the update counter
+        starts at 0. ``tensors``/``meta`` as ``state_tensors``/``state_meta`` wrote them (the
+        optimiser entries, if any, are ignored).
+        """
+        model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        own = self.model.state_dict()
+        wrong = [k for k, v in model_sd.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+        if wrong:
+            k = wrong[0]
+            raise ConfigError(
+                f"checkpoint weights do not match the model: {k} has shape {tuple(model_sd[k].shape)}, the model's "
+                f"{tuple(own[k].shape)} ({len(wrong)} weights differ; a different model preset or size?)"
+            )
+        missing, unexpected = self.model.load_state_dict(model_sd, strict=False)
+        if missing or unexpected:
+            raise ConfigError(
+                f"checkpoint weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+        if "plan_state.mean" in tensors:
+            self._plan_state = PlanState(tensors["plan_state.mean"].to(self.device))
+        self.scale.load_state_dict(meta["scale"])
+
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         """Restore ``state_tensors`` / ``state_meta`` output (strict: every weight must match)."""
         model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}

@@ -2,7 +2,8 @@
 evaluation and checkpoints together.
 
 The loop follows the reference: ``seed_steps`` random actions (default ``max(1000, 5 L)``), then one
-pass of ``seed_steps`` updates, then plan-and-act with one update per env step. Episodes are run by
+pass of ``seed_steps`` updates, then plan-and-act with one update per env step (a fine-tuning run,
+``Trainer.initialize``, plans from the start and skips the burst). Episodes are run by
 ``collect.collect_episode``, whose per-step callback runs the updates; what a checkpoint holds is
 assembled by ``checkpoint.training_state``. Evaluations (no exploration noise) and checkpoints happen
 at episode boundaries once their interval has passed, so a run resumed from a checkpoint continues
@@ -107,6 +108,9 @@ class Trainer:
         contract: the control contract the model is trained under (robot, joint names, dt, observation
             layout, action meaning and scaling; plain JSON data), stored in every checkpoint. ``restore``
             refuses a checkpoint with a different one, and adopts the checkpoint's when this is None.
+        fine_tune: the agent starts from a trained model (``initialize``): its plans, not random
+            actions, collect the first ``seed_steps``, and learning starts after them with one update
+            per step, without the burst of ``seed_steps`` updates a fresh model takes.
     """
 
     def __init__(
@@ -118,8 +122,10 @@ class Trainer:
         run_config: dict[str, Any],
         title: str = "",
         contract: dict[str, Any] | None = None,
+        fine_tune: bool = False,
     ) -> None:
         self.cfg = cfg
+        self.fine_tune = fine_tune
         self.agent = agent
         self.run_dir = Path(run_dir)
         self.run_config = run_config
@@ -203,6 +209,29 @@ class Trainer:
         if self.contract is None:
             self.contract = ckpt.contract  # later checkpoints of the run keep the contract it was trained under
 
+    def initialize(self, ckpt: Checkpoint) -> None:
+        """Start a fine-tuning run from ``ckpt``'s model (a run's checkpoint or a model-only copy).
+
+        Raises:
+            CheckpointError: ``ckpt`` was trained under a different control contract, or its weights
+                do not fit this agent.
+        """
+        if self.contract is not None and ckpt.contract is not None and ckpt.contract != self.contract:
+            diffs = "; ".join(config_differences(ckpt.contract, self.contract))
+            raise CheckpointError(
+                f"checkpoint {ckpt.path / 'state.json'} was trained under a different control contract: {diffs}"
+            )
+        try:
+            self.agent.load_weights(ckpt.tensors, ckpt.state["agent"])
+        except WmControlError as exc:
+            raise CheckpointError(f"checkpoint {ckpt.path}: {exc}") from None
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            detail = " ".join(str(exc).split())
+            raise CheckpointError(
+                f"checkpoint {ckpt.path} does not fit this agent ({type(exc).__name__}: {detail})"
+            ) from None
+        self.fine_tune = True
+
     # --- evaluation -----------------------------------------------------------------------------------
     def evaluate(self, episodes: int, video: bool) -> EvalSummary:
         """Evaluation episodes (no exploration noise); the first is recorded when ``video``."""
@@ -227,7 +256,8 @@ class Trainer:
             # draws interleave with the random actions' draws from the same generator (reproducibility).
             nonlocal metrics
             if self.step >= self.seed_steps and self.buffer.num_episodes:
-                for _ in range(self.seed_steps if self.step == self.seed_steps else 1):
+                burst = self.step == self.seed_steps and not self.fine_tune
+                for _ in range(self.seed_steps if burst else 1):
                     batch = self.buffer.sample(agent.cfg.batch_size, agent.horizon, self.rng, agent.device)
                     metrics = agent.update(batch)
             self.step += 1
@@ -275,8 +305,8 @@ class Trainer:
         return TrainResult(self.step, self.episode, self.elapsed_s, interrupted, self.last_eval, ckpt_path)
 
     def _act(self, obs: np.ndarray, t: int) -> np.ndarray:
-        """Uniform random actions up to and including step ``seed_steps``, then the agent's plan."""
-        if self.step > self.seed_steps:
+        """Random actions up to and including step ``seed_steps``, then the plan (fine-tuning: always)."""
+        if self.step > self.seed_steps or self.fine_tune:
             return self.agent.act(obs, t0=t == 0)
         return self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
 
