@@ -21,6 +21,7 @@ stops all of them. The exit code is that node's (0 if none is marked).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -35,7 +36,7 @@ from typing import Any
 
 from wm_control.errors import ConfigError
 
-__all__ = ["LaunchNode", "check", "command", "expected_values", "main", "parse", "run", "share_dir"]
+__all__ = ["LaunchNode", "check", "command", "expected_values", "main", "parse", "run", "share_dir", "stop_processes"]
 
 PACKAGE = "wm_control"
 VERIFY_TIMEOUT = 60.0  # how long --verify waits for nodes to appear, answer and subscribe [s]
@@ -248,22 +249,33 @@ def run(nodes: list[LaunchNode], grace_s: float = 10.0, verify_s: float | None =
     except KeyboardInterrupt:
         code = 130
     finally:
-        # Stopping is not interrupted: a second Ctrl-C or SIGTERM while the nodes shut down is ignored.
-        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_processes([p for _, p in procs], grace_s)
+        signal.signal(signal.SIGTERM, previous)
+    return code
+
+
+def stop_processes(procs: list[subprocess.Popen[Any]], grace_s: float = 10.0) -> None:
+    """Stop ``procs`` (each started with ``start_new_session=True``) and their children: SIGINT, then
+    SIGTERM and SIGKILL to whatever is still running ``grace_s / 2`` later. A second Ctrl-C or SIGTERM
+    while the nodes shut down is ignored, so that they can write their files.
+    """
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            alive = [p for _, p in procs if p.poll() is None]
+            alive = [p for p in procs if p.poll() is None]
             for p in alive:
-                os.killpg(p.pid, sig)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, sig)
             deadline = time.monotonic() + grace_s / 2
             while alive and time.monotonic() < deadline:
                 alive = [p for p in alive if p.poll() is None]
                 time.sleep(0.05)
             if not alive:
                 break
+    finally:
         signal.signal(signal.SIGINT, previous_int)
-        signal.signal(signal.SIGTERM, previous)
-    return code
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def main(argv: list[str] | None = None) -> None:

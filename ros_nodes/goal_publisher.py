@@ -2,9 +2,10 @@
 
 Publishes each goal (geometry_msgs/PointStamped, frame ``base``, latched) on ``goal_topic``, watches the
 joint states (the TCP from forward kinematics), and moves on when the goal is reached and settled or
-times out (``wm_control.goals``). Goals are a YAML list (``scenario``) or drawn from the box the model
-was trained to reach (the export's ``model.json`` goal space). When the scenario ends it writes
-``summary`` (JSON) and exits.
+times out (``wm_control.goals``). Each outcome goes out on ``~/result`` (std_msgs/String, one JSON
+object: index, count, goal, reached, time_to_reach, final_distance, reason). Goals are a YAML list
+(``scenario``) or drawn from the box the model was trained to reach (the export's ``model.json`` goal
+space). When the scenario ends it writes ``summary`` (JSON) and exits.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, QoSProfile
     from sensor_msgs.msg import JointState
+    from std_msgs.msg import String
 
     rclpy.init(args=argv)
     node = Node(NAME)
@@ -86,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     pub = node.create_publisher(PointStamped, p.goal_topic, latched)
+    results = node.create_publisher(
+        String, "~/result", QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    )
     log = node.get_logger()
 
     def now() -> float:
@@ -119,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         if result is not None:
             outcome = f"reached in {result.time_to_reach:.2f} s" if result.reached else f"not reached: {result.reason}"
             log.info(f"goal {sequence.index}/{len(sequence.goals)} {outcome}")
+            payload = {"index": sequence.index, "count": len(sequence.goals), **result.to_dict()}
+            results.publish(String(data=json.dumps(payload)))
             publish_current()
 
     started = [False]

@@ -1,26 +1,85 @@
-"""Smoke test of the demo entry point (the console script make demo runs)."""
+"""The demo entry point ``make demo`` runs: the learned planner through the ROS 2 nodes at a tiny budget
+(2 goals, no video), its errors, and the scripted baseline. The ROS tests use this test process's
+``ROS_DOMAIN_ID`` on loopback; the demo stops every node it starts.
+"""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from rosproc import ros_env
 
-def test_demo_runs_and_writes_a_video(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "apps.demo", "--episodes", "1", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def demo(*args: str, timeout: float = 400.0) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "apps.demo", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=ros_env())
+
+
+def test_demo_runs_the_learned_planner_through_ros(shipped_export: Path, tmp_path: Path) -> None:
+    out = demo("goals=2", "video=false", f"out={tmp_path}", f"export={shipped_export}")
+    assert out.returncode in (0, 1) and "Traceback" not in out.stderr, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "the learned planner" in out.stdout and "through ROS 2" in out.stdout
+    assert "goal 1/2" in out.stdout  # live progress
+    (run,) = tmp_path.iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["goals"] == 2 and len(summary["results"]) == 2
+    # Exit code 1 says a reflex stopped the robot: the shipped model still steers into itself on some
+    # goal sequences (issue 13); the path, not the model, is under test here.
+    assert out.returncode == (1 if summary["reflexes"] else 0) and summary["ticks"] > 50
+    assert sum(summary["planner_latency_hist_ms"]["counts"]) == summary["ticks"]
+    for line in ("goals reached", "planner latency p50 / p99", "safety-layer interventions", "reflexes"):
+        assert line in out.stdout
+    recording = run / "recording"
+    assert (recording / "metadata.yaml").is_file() and any(recording.glob("*.mcap"))
+    from apps.demo_report import read_recording
+
+    rec = read_recording(recording)
+    assert len(rec.t) > 100 and len(rec.goals) == 2  # joint states at 250 Hz, both goals
+    for png in ("distance.png", "planner_latency.png", "joint_velocities.png"):
+        assert (run / png).stat().st_size > 5000
+    for node in ("wm_mujoco_sim", "wm_mpc_controller", "wm_goal_publisher"):
+        assert (run / "logs" / f"{node}.log").is_file()
+
+
+def test_demo_refuses_a_domain_in_use(tmp_path: Path) -> None:
+    import rclpy
+
+    rclpy.init()
+    try:
+        node = rclpy.create_node("somebody_elses_robot")
+        out = demo("goals=1", "video=false", f"out={tmp_path}", timeout=120)
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "is in use (nodes ['somebody_elses_robot'])" in out.stderr and "set ROS_DOMAIN_ID" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("goals=0", "goals=0: must be in [1, 1000]"),
+        ("goals=two", "goals='two': expected int"),
+        ("backend=cuda", "backend='cuda': one of ['onnxruntime', 'torch', 'tensorrt']"),
+        ("video=maybe", "video='maybe': expected bool"),
+        ("speed=3", "argument 'speed=3': expected name=value with name one of"),
+        ("model=nowhere", "model=nowhere: no trained model there"),
+    ],
+)
+def test_demo_rejects_bad_arguments_naming_them(arg: str, message: str, tmp_path: Path) -> None:
+    out = demo(arg, f"out={tmp_path}", f"export={tmp_path / 'export'}", timeout=60)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_scripted_baseline_stays_available(tmp_path: Path) -> None:
+    out = demo("controller=scripted", "goals=1", f"out={tmp_path}", timeout=300)
     assert out.returncode == 0, out.stderr
-    assert "scripted resolved-rate IK" in out.stdout
-    assert "success 100%" in out.stdout
-    video = tmp_path / "fr3_reach_scripted.mp4"
+    assert "scripted resolved-rate IK baseline" in out.stdout and "reached 100% of 1 goals" in out.stdout
+    (video,) = tmp_path.glob("*/scripted.mp4")
     assert video.stat().st_size > 10_000
-
-
-def test_demo_rejects_bad_arguments() -> None:
-    out = subprocess.run([sys.executable, "-m", "apps.demo", "--episodes", "0"], capture_output=True, text=True)
-    assert out.returncode == 2 and "--episodes=0 must be >= 1" in out.stderr

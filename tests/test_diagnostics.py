@@ -52,6 +52,10 @@ def test_run_stats_summarise_periods_latency_levels_and_misses() -> None:
     assert 3.0 < summary["tick_jitter_p99_ms"] <= 4.0 + 1e-6
     assert summary["state_to_command_p50_ms"] == pytest.approx(16.0, abs=1e-6)  # 1 ms age + the fake's 15 ms solve
     assert summary["ticks_by_level"] == {"MPPI": 20} and summary["deadline_misses"] == 0
+    assert summary["planner_latency_p50_ms"] == pytest.approx(15.0, abs=1e-6)  # the fake's solve
+    hist = summary["planner_latency_hist_ms"]
+    assert len(hist["edges"]) == len(hist["counts"]) + 1 == 2 * round(DT * 1e3) + 1
+    assert sum(hist["counts"]) == 20 and hist["counts"][15] == 20  # all in the [15, 16) ms bin
     assert RunStats(DT).summary()["tick_period_p50_ms"] is None  # no ticks: no numbers, not NaN
 
 

@@ -150,6 +150,7 @@ class RunStats:
         self.dt = float(dt)
         self._starts: list[float] = []
         self._state_to_command: list[float] = []
+        self._planner: list[float] = []
         self._levels: Counter[str] = Counter()
         self._misses = 0
         self._counters: dict[str, int] = {}
@@ -161,6 +162,7 @@ class RunStats:
         and published its command at ``sent`` (``None``: nothing published), all on one clock.
         """
         self._starts.append(start)
+        self._planner.append(out.command.stats.latency_s)
         if sent is not None:
             self._state_to_command.append(sent - state_received)
         self._levels[out.command.stats.level.name] += 1
@@ -169,7 +171,9 @@ class RunStats:
 
     def summary(self) -> dict[str, object]:
         """Tick period p50 / p99 and jitter (``|period - dt|``) p50 / p99 [ms], joint state to command
-        p50 / p99 / max [ms], ticks, share of full solves, deadline misses, ticks by level, counters.
+        p50 / p99 / max [ms], planner latency (``ControlLoop.step``) p50 / p99 [ms] and its histogram
+        (1 ms bins up to twice the period, the last bin holding everything longer), ticks, share of
+        full solves, deadline misses, ticks by level, counters.
         """
 
         def pct(values: list[float] | np.ndarray, q: float) -> float | None:
@@ -188,9 +192,18 @@ class RunStats:
             "state_to_command_p50_ms": pct(latency, 50),
             "state_to_command_p99_ms": pct(latency, 99),
             "state_to_command_max_ms": round(max(latency) * 1e3, 3) if latency else None,
+            "planner_latency_p50_ms": pct(self._planner, 50),
+            "planner_latency_p99_ms": pct(self._planner, 99),
+            "planner_latency_hist_ms": self._histogram(),
             "full_solve_share": round(self._levels.get(FallbackLevel.MPPI.name, 0) / ticks, 4) if ticks else None,
             "deadline_misses": self._misses,
             "deadline_miss_share": round(self._misses / ticks, 4) if ticks else None,
             "ticks_by_level": dict(sorted(self._levels.items())),
             "counters": dict(sorted(self._counters.items())),
         }
+
+    def _histogram(self) -> dict[str, list[float] | list[int]]:
+        top = max(math.ceil(2e3 * self.dt), 1)
+        ms = np.minimum(np.asarray(self._planner) * 1e3, top - 0.5)
+        counts, edges = np.histogram(ms, bins=top, range=(0.0, float(top)))
+        return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
