@@ -121,7 +121,6 @@ def learned(args: DemoArgs) -> int:
         check_rendering()
     run_dir = Path(args.out) / time.strftime("%Y-%m-%d_%H-%M-%S")
     logs = run_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=False)
     domain = os.environ.get("ROS_DOMAIN_ID", "0")
     print(
         f"wm-control demo: the learned planner ({export}, backend {args.backend}) drives the simulated FR3 "
@@ -139,17 +138,16 @@ def learned(args: DemoArgs) -> int:
         "goals": str(args.goals),
         "seed": str(args.seed),
         "state_rate": repr(float(args.state_rate)),
+        "goal_timeout": repr(float(args.goal_timeout)),
         **{k: str(v.resolve()) for k, v in files.items()},
     }
     nodes = parse(share_dir() / "launch" / "sim.launch.xml", given)
-    for node in nodes:
-        if node.exec == "wm_goal_publisher":
-            node.params["timeout"] = repr(float(args.goal_timeout))
     monitor = Monitor(run_dir / "recording", args.goals)
     procs: list[subprocess.Popen[Any]] = []
     t0 = time.monotonic()
     try:
-        monitor.start()
+        monitor.start()  # refuses a domain in use before anything is written
+        logs.mkdir(parents=True)
         for node in nodes:
             log = open(logs / f"{node.name}.log", "w")  # noqa: SIM115 (kept open for the process' life)
             procs.append(subprocess.Popen(command(node), stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
@@ -198,11 +196,12 @@ def ensure_export(model: Path, export: Path) -> Path:
     if manifest.is_file() and manifest.stat().st_mtime >= weights.stat().st_mtime:
         return export
     why = "missing" if not manifest.is_file() else "older than the model"
-    print(f"exporting {model} to {export} at the deployment budget (the export is {why}; about a minute)")
+    print(f"exporting {model} to {export} at the deployment budget (the export is {why})", flush=True)
     cmd = [sys.executable, "-m", "apps.export", f"checkpoint={model}", f"out={export}", "deploy=fr3-reach"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        raise ConfigError(f"exporting {model} failed: {done.stderr.strip().splitlines()[-1:]}")
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(f"exporting {model} failed: {last}")
     return export
 
 

@@ -297,13 +297,8 @@ class TDMPC2:
             "updates": self.updates,
         }
 
-    def load_weights(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        """Start from another agent's model (fine-tuning): its weights, warm start and Q scale.
-
-        The optimisers keep their fresh state and this agent's hyperparameters; the update counter
-        starts at 0. ``tensors``/``meta`` as ``state_tensors``/``state_meta`` wrote them (the
-        optimiser entries, if any, are ignored).
-        """
+    def _load_model(self, tensors: dict[str, Tensor]) -> None:
+        """The ``model.*`` weights of ``tensors`` into the model (``ConfigError`` naming what does not fit)."""
         model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         own = self.model.state_dict()
         wrong = [k for k, v in model_sd.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
@@ -318,18 +313,22 @@ class TDMPC2:
             raise ConfigError(
                 f"checkpoint weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
+
+    def load_weights(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Start from another agent's model (fine-tuning): its weights, warm start and Q scale.
+
+        The optimisers keep their fresh state and this agent's hyperparameters; the update counter
+        starts at 0. ``tensors``/``meta`` as ``state_tensors``/``state_meta`` wrote them (the
+        optimiser entries, if any, are ignored).
+        """
+        self._load_model(tensors)
         if "plan_state.mean" in tensors:
             self._plan_state = PlanState(tensors["plan_state.mean"].to(self.device))
         self.scale.load_state_dict(meta["scale"])
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         """Restore ``state_tensors`` / ``state_meta`` output (strict: every weight must match)."""
-        model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-        missing, unexpected = self.model.load_state_dict(model_sd, strict=False)
-        if missing or unexpected:
-            raise ConfigError(
-                f"checkpoint weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-            )
+        self._load_model(tensors)
         for name, opt, groups in (
             ("optim", self.optim, meta["optim_param_groups"]),
             ("pi_optim", self.pi_optim, meta["pi_optim_param_groups"]),
