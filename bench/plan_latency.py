@@ -12,9 +12,11 @@ share in turn, so a slow phase of a shared machine (this VM's latencies move by 
 to the next) falls on all of them alike. The eager-torch planner runs in the same process as the
 reference, and an fp32 1024^3 GEMM is measured once per round: efficiency = matmul FLOPs per plan /
 p50 time / median GEMM FLOP/s. With ``--gpu`` the
-backends are native TensorRT, onnxruntime's CUDA provider and eager torch on CUDA (default configs
-5M:512x6 and the deployment config), the GEMM reference runs on the GPU in fp32 (TF32 off), and the
-result goes to ``plan_latency_gpu.json`` with the GPU model and the CUDA and TensorRT versions.
+backends are native TensorRT, onnxruntime's CUDA provider, torch on CUDA with its solve replayed as a
+CUDA graph (``torch``) and eagerly (``torch-eager``, the reference) (default configs 5M:512x6 and the
+deployment config; ``--backends`` picks the ones a machine has), the GEMM reference runs on the GPU
+in fp32 (TF32 off), and the result goes to ``plan_latency_gpu.json`` with the GPU model and the CUDA
+and TensorRT versions.
 
 A configuration is ``preset:SAMPLESxITERATIONS`` (elites and policy trajectories scaled as in TD-MPC2),
 ``small:deploy`` (fr3-reach's deployment budget, ``configs/deployment/fr3-reach.yaml``) or ``small:train``
@@ -116,14 +118,16 @@ def make_backend(name: str, export: Export, model: WorldModel, planner: MppiConf
     """The backend ``name`` on the graphs of ``export``."""
     if name == "onnxruntime":
         return OrtBackend(export, OrtConfig(provider="cuda" if gpu else "cpu", threads=threads))
-    if name == "torch":
+    if name == "torch":  # on CUDA: the full solve replayed as one CUDA graph (TorchBackend's default)
         return TorchBackend(model, export.contract, planner, device="cuda" if gpu else "cpu")
+    if name == "torch-eager":  # on CUDA: every kernel launched from Python (the reference the graph replays)
+        return TorchBackend(model, export.contract, planner, device="cuda" if gpu else "cpu", cuda_graph=False)
     if name == "tensorrt":
         from wm_control.runtime.tensorrt_backend import TrtBackend, TrtConfig
 
         cache = str(export.folder / "engines")
         return TrtBackend(export, TrtConfig(cache=cache), log=lambda m: print(m, file=sys.stderr))
-    raise SystemExit(f"--backends: unknown backend {name!r} (onnxruntime, tensorrt, torch)")
+    raise SystemExit(f"--backends: unknown backend {name!r} (onnxruntime, tensorrt, torch, torch-eager)")
 
 
 def prepare_config(
@@ -206,7 +210,9 @@ def main() -> None:
     """Command line."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", nargs="+", default=None, help="preset:SAMPLESxITERATIONS ...")
-    ap.add_argument("--backends", nargs="+", default=None, help="onnxruntime, tensorrt, torch")
+    ap.add_argument(
+        "--backends", nargs="+", default=None, help="onnxruntime, tensorrt, torch, torch-eager (CUDA, no graph)"
+    )
     ap.add_argument("--gpu", action="store_true", help="time on the CUDA GPU; writes plan_latency_gpu.json")
     ap.add_argument("--ticks", type=int, default=1000, help="timed ticks per backend and configuration")
     ap.add_argument("--rounds", type=int, default=10, help="interleaved rounds the ticks are split into")
@@ -220,7 +226,8 @@ def main() -> None:
     if args.gpu and not torch.cuda.is_available():
         raise SystemExit("--gpu: torch.cuda.is_available() is False (no CUDA GPU, or a CPU build of torch)")
     configs = args.configs or (GPU_CONFIGS if args.gpu else DEFAULT_CONFIGS)
-    backends = args.backends or (["tensorrt", "onnxruntime", "torch"] if args.gpu else ["onnxruntime", "torch"])
+    gpu_backends = ["tensorrt", "onnxruntime", "torch", "torch-eager"]
+    backends = args.backends or (gpu_backends if args.gpu else ["onnxruntime", "torch"])
     device = "cuda" if args.gpu else "cpu"
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     torch.set_num_threads(args.threads)

@@ -13,7 +13,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from dm_control import suite
 
 from sim.tasks.registry import TaskEntry, add
 from wm_control.config import from_dict
@@ -78,6 +77,10 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         self.name = name
         self.config = config
         self.render_mode = render_mode
+        # Imported here, not at module level: the suite takes about half a second to import, and every
+        # `import sim` (the FR3 nodes and CLIs included) would pay for it.
+        from dm_control import suite
+
         self._env = suite.load(domain, task, task_kwargs={"time_limit": float("inf")})
         spec = self._env.action_spec()
         self._act_low = np.broadcast_to(np.asarray(spec.minimum, dtype=np.float64), spec.shape)

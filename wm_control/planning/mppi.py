@@ -135,8 +135,10 @@ def select_action(result: IterationResult, gumbel: Tensor, explore: Tensor, expl
     """First action of an elite drawn in proportion to its weight (Gumbel-max), plus
     ``explore_scale * std * explore`` exploration noise, clamped to [-1, 1].
     """
-    pick = torch.argmax(torch.log(result.weight) + gumbel[result.elite_index])
-    action = result.elite_actions[0, pick] + explore_scale * result.std[0] * explore
+    pick = torch.argmax(torch.log(result.weight) + gumbel[result.elite_index]).reshape(1)
+    # index_select, not elite_actions[0, pick]: indexing with a 0-d tensor is a data-dependent int
+    # that torch.export (the ONNX exporter) refuses in some torch versions (2.11, seen on a GPU machine).
+    action = result.elite_actions[0].index_select(0, pick)[0] + explore_scale * result.std[0] * explore
     return action.clamp(-1.0, 1.0)
 
 

@@ -1,6 +1,12 @@
 """The eager-torch backend: the planner's stage functions (``wm_control.planning.solve``) run directly,
 with the native fused kernels on CPU.
 
+On CUDA, eager torch launches each of a solve's several hundred small kernels from Python, and the
+launches, not the GPU, set its latency (measured on an H200: 15.8 ms for the fr3-reach deployment
+budget, slower than onnxruntime on two CPU cores; ``bench/plan_latency.py --gpu``). So by default the
+full solve (``plan``) is captured once as a CUDA graph and replayed each tick: same kernels, same
+inputs, same results as eager (a GPU test checks this), one launch.
+
 It is the reference every other backend is compared with (the exported graphs are the same functions,
 traced), and the fallback on a machine whose ONNX runtime is missing. Loaded from an export folder
 (``model.json`` + ``weights.safetensors``). The only module of ``wm_control.runtime`` that needs torch.
@@ -14,7 +20,7 @@ import numpy as np
 import torch
 
 from wm_control.contract import ModelContract
-from wm_control.errors import ExportError, ModelContractError
+from wm_control.errors import ConfigError, ExportError, ModelContractError
 from wm_control.model.config import ModelConfig
 from wm_control.model.world_model import WorldModel
 from wm_control.planning.config import MppiConfig
@@ -30,16 +36,60 @@ def _t(x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)).to(dtype)
 
 
+class _GraphedSolve:
+    """``solve`` captured as one CUDA graph over static input tensors (shapes fixed by the planner)."""
+
+    def __init__(self, model: WorldModel, planner: MppiConfig, inputs: tuple[torch.Tensor, ...]) -> None:
+        self.model, self.planner = model, planner
+        self.inputs = tuple(t.clone() for t in inputs)
+        device = self.inputs[0].device
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # warm-up outside the capture: lazy inits, cuBLAS workspaces
+            for _ in range(3):
+                self._solve(*self.inputs)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.outputs = self._solve(*self.inputs)
+
+    def _solve(self, obs: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor, *noise: torch.Tensor) -> tuple:
+        r = solve(self.model, self.model.encode(obs), mean, self.planner, PlanNoise(*noise), scale)
+        return r.action, r.state.mean, r.info.elite_value_mean, r.info.elite_value_std, r.info.std
+
+    def __call__(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        for static, value in zip(self.inputs, inputs, strict=True):
+            static.copy_(value)
+        self.graph.replay()
+        return self.outputs
+
+
 class TorchBackend:
-    """``Backend`` over a ``WorldModel`` in eager torch (CPU or CUDA)."""
+    """``Backend`` over a ``WorldModel`` in eager torch (CPU or CUDA).
+
+    cuda_graph: on CUDA, replay ``plan``'s full solve as one captured CUDA graph (``None``: yes on
+    CUDA, no on CPU). The partial solves (``plan_init`` / ``plan_step``) run eagerly.
+    """
 
     name = "torch"
 
-    def __init__(self, model: WorldModel, contract: ModelContract, planner: MppiConfig, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        model: WorldModel,
+        contract: ModelContract,
+        planner: MppiConfig,
+        device: str = "cpu",
+        cuda_graph: bool | None = None,
+    ) -> None:
         self.model = model.to(device).eval()
         self.contract = contract
         self.planner = planner
         self.device = torch.device(device)
+        on_cuda = self.device.type == "cuda"
+        if cuda_graph and not on_cuda:
+            raise ConfigError(f"cuda_graph=True needs a CUDA device; device={device!r}")
+        self.cuda_graph = on_cuda if cuda_graph is None else cuda_graph
+        self._graphed: _GraphedSolve | None = None
         cfg = model.cfg
         self.obs_dim, self.action_dim, self.latent_dim, self.num_q = (
             cfg.obs_dim,
@@ -69,12 +119,18 @@ class TorchBackend:
     @torch.no_grad()
     def plan(self, obs: np.ndarray, mean: np.ndarray, noise: PlanNoiseArrays, explore_scale: float) -> PlanOutput:  # noqa: D102
         scale = torch.tensor(float(explore_scale), device=self.device)
-        r = solve(self.model, self.model.encode(self._in(obs)), self._in(mean), self.planner, self._noise(noise), scale)
-        info = r.info
+        if self.cuda_graph:
+            inputs = (self._in(obs), self._in(mean), scale, *self._noise(noise))
+            if self._graphed is None:
+                self._graphed = _GraphedSolve(self.model, self.planner, inputs)
+            action, next_mean, value_mean, value_std, std = self._graphed(inputs)
+        else:
+            z = self.model.encode(self._in(obs))
+            r = solve(self.model, z, self._in(mean), self.planner, self._noise(noise), scale)
+            action, next_mean, std = r.action, r.state.mean, r.info.std
+            value_mean, value_std = r.info.elite_value_mean, r.info.elite_value_std
         out = self._out
-        return PlanOutput(
-            out(r.action), out(r.state.mean), float(info.elite_value_mean), float(info.elite_value_std), out(info.std)
-        )
+        return PlanOutput(out(action), out(next_mean), float(value_mean), float(value_std), out(std))
 
     @torch.no_grad()
     def elite_margins(self, obs: np.ndarray, mean: np.ndarray, noise: PlanNoiseArrays) -> np.ndarray:

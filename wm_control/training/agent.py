@@ -182,7 +182,11 @@ class TDMPC2:
         z = self.model.encode(x)
         A = self.model_cfg.action_dim
         if not self.cfg.mpc:
-            eps = torch.zeros(A) if eval_mode else torch.randn(A, generator=self.generator, device=self.device)
+            eps = (
+                torch.zeros(A, device=self.device)
+                if eval_mode
+                else torch.randn(A, generator=self.generator, device=self.device)
+            )
             return self.model.policy(z, eps).cpu().numpy()
         if t0:
             self._plan_state = PlanState.zeros(self.planner, A, self.device)
