@@ -60,7 +60,9 @@ def main() -> None:
     ap.add_argument("--jitter-ms", type=float, default=4.0, help="uniform extra arrival delay [ms]")
     ap.add_argument("--timeout", type=float, default=8.0, help="time allowed per goal [s]")
     ap.add_argument("--arrival-radius", type=float, default=0.015, help="controller's arrival_radius [m]; 0: off")
+    ap.add_argument("--arrival-lead", type=float, default=0.12, help="controller's arrival_lead [s]")
     ap.add_argument("--no-floor", action="store_true", help="the safety layer's floor check off")
+    ap.add_argument("--no-base", action="store_true", help="the safety layer's base column check off")
     ap.add_argument("--out", default="ros_link.json", help="file name under docs/results/")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/results alone")
     args = ap.parse_args()
@@ -81,14 +83,15 @@ def main() -> None:
             acceleration_fraction=shaping.acceleration_fraction,
             jerk_fraction=shaping.jerk_fraction,
             floor_height=None if args.no_floor else 0.0,  # the sim's table top is the base frame's z = 0
+            base_clearance=None if args.no_base else 0.02,
         ),
         loop.generator.dt,
         loop.generator.servo_period,
     )
     try:
-        arrival = GoalArrival(FR3, ArrivalConfig(radius=args.arrival_radius))
+        arrival = GoalArrival(FR3, ArrivalConfig(radius=args.arrival_radius, lead=args.arrival_lead))
     except WmControlError as exc:
-        raise SystemExit(f"--arrival-radius: {exc}") from None
+        raise SystemExit(f"--arrival-radius / --arrival-lead: {exc}") from None
     commander = Commander(loop, safety, lambda: now[0], max_lateness=0.02, arrival=arrival)
     space = contract.goal
     goals = GoalSequence(
@@ -151,7 +154,9 @@ def main() -> None:
         "latency_ms": args.latency_ms,
         "jitter_ms": args.jitter_ms,
         "arrival_radius_m": args.arrival_radius,
+        "arrival_lead_s": args.arrival_lead,
         "floor_check": not args.no_floor,
+        "base_check": not args.no_base,
         "goals": summary["goals"],
         "goals_reached": summary["reached"],
         "time_to_reach_median_s": summary["time_to_reach_median_s"],

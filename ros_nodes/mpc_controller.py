@@ -52,6 +52,10 @@ class ControllerParams:
     safety_floor_clearance: float = param(
         0.03, "safety layer: distance kept between the arm's lowest point and that surface [m]", low=0.0, high=0.5
     )
+    safety_base: bool = param(True, "safety layer: keep the forearm, wrist and hand off the robot's base column")
+    safety_base_clearance: float = param(
+        0.02, "safety layer: distance kept between them and the base column [m]", low=0.0, high=0.3
+    )
     max_lateness: float = param(
         0.02,
         "a chunk ready later than this after its stamp is not sent (the robot goes on with the previous "
@@ -76,6 +80,13 @@ class ControllerParams:
     arrival_speed: float = param(0.1, "TCP speed below which an arrival is captured [m/s]", low=0.001, high=10.0)
     arrival_release: float = param(
         0.03, "a held arm pushed further than this from its goal is planned for again [m]", low=0.001, high=1.0
+    )
+    arrival_lead: float = param(
+        0.12,
+        "the capture tests where the TCP will be this long ahead at its velocity (where the brake leaves it: "
+        "the chunk in flight plays on for the playout delay first); 0: where it is [s]",
+        low=0.0,
+        high=1.0,
     )
     diagnostics_period: float = param(1.0, "period of /diagnostics [s]", low=0.05, high=60.0)
     stats_file: str = param(
@@ -155,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
                     jerk_fraction=shaping.jerk_fraction,
                     floor_height=p.safety_floor_height if p.safety_floor else None,
                     floor_clearance=p.safety_floor_clearance,
+                    base_clearance=p.safety_base_clearance if p.safety_base else None,
                 )
                 safety = SafetyLayer(spec, limits, dt, loop.generator.servo_period)
                 trained = float(backend.contract.action.get("playout_delay", 0.0))
@@ -163,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                         f"model contract field 'action.playout_delay' is {trained} s (the dead time it was trained "
                         f"with); parameter playout_delay says the executing layer runs {p.playout_delay} s behind"
                     )
-                arrival = ArrivalConfig(p.arrival_radius, p.arrival_speed, p.arrival_release)
+                arrival = ArrivalConfig(p.arrival_radius, p.arrival_speed, p.arrival_release, p.arrival_lead)
                 if arrival.enabled and backend.contract.goal.get("name") != "point":
                     raise ConfigError(
                         f"parameter arrival_radius={p.arrival_radius} m needs a point goal; the model's goal is "

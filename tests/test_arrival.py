@@ -42,6 +42,23 @@ def test_a_fast_tcp_is_not_captured() -> None:
     assert arrival.update(Q0, dq * 0.05 / speed, TCP0)  # 0.05 m/s: captured
 
 
+def test_the_capture_looks_ahead_a_leaving_tcp_is_not_taken_an_arriving_one_is() -> None:
+    """Measured (bench/ros_link.py, shipped model): captured 1.25 cm out at 0.083 m/s moving away, the
+    arm stopped 2.23 cm out. With the lead the test is where it will stop, not where it is."""
+    dq = np.zeros(7)
+    dq[0] = 1.0
+    velocity = tcp_jacobian(FR3, Q0)[:3] @ dq
+    dq *= 0.08 / float(np.linalg.norm(velocity))  # 0.08 m/s
+    direction = velocity / float(np.linalg.norm(velocity))
+    config = ArrivalConfig(radius=0.015, speed=0.1, lead=0.12)  # 0.08 m/s x 0.12 s = 9.6 mm ahead
+    assert not GoalArrival(FR3, config).update(Q0, dq, TCP0 - 0.0125 * direction)  # leaving: 2.2 cm ahead
+    assert GoalArrival(FR3, config).update(Q0, dq, TCP0 + 0.02 * direction)  # arriving from 2 cm: 1.0 cm ahead
+    assert not GoalArrival(FR3, config).update(Q0, dq, TCP0 + 0.03 * direction)  # still 2 cm ahead
+    assert GoalArrival(FR3, ArrivalConfig(radius=0.015, lead=0.0)).update(Q0, dq, TCP0 - 0.0125 * direction)
+    with pytest.raises(ConfigError, match="arrival lead"):
+        ArrivalConfig(lead=-0.1)
+
+
 def swung(distance: float) -> np.ndarray:
     """The home pose with joint 1 turned so that the TCP lies ``distance`` [m] from its home position."""
     r = float(np.hypot(TCP0[0], TCP0[1]))

@@ -805,12 +805,90 @@ def test_the_floor_check_refuses_a_chunk_that_lowers_the_hand_onto_the_table_and
     assert LAYER.filter(chunk, start, NAMES).passed
 
 
+# --- the base column check (wm_control.safety.workspace.BaseGuard) ------------------------------------
+BASE_LAYER = SafetyLayer(FR3, SafetyConfig(base_clearance=0.02), DT, H)
+
+
+def test_the_base_check_flags_every_pose_whose_collision_geometry_touches_the_base() -> None:
+    """Against the sim's collision geoms (sim/assets/fr3.xml): link 0 and link 1 against links 5-7 and
+    the fingers, 3000 random poses within the joint limits. Measured: every touching pose has a gap
+    under 1.5 cm, and 2 % of the poses flagged are more than 10 cm clear (the spheres are conservative).
+    """
+    import mujoco
+
+    from sim.scene import build_model
+    from wm_control.safety.workspace import BaseGuard
+
+    m = build_model()
+    d = mujoco.MjData(m)
+
+    def body(i: int) -> str:
+        return mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, int(m.geom_bodyid[i])) or ""
+
+    solid = [i for i in range(m.ngeom) if m.geom_contype[i] | m.geom_conaffinity[i]]
+    base = [i for i in solid if body(i).endswith(("link0", "link1"))]
+    moving = [i for i in solid if body(i).endswith(("link5", "link6", "link7", "finger"))]
+    assert len(base) == 3 and len(moving) >= 7
+    joints = [m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n)] for n in NAMES]
+    guard = BaseGuard(FR3, 0.02)
+    rng = np.random.default_rng(0)
+    touching = 0
+    for q in rng.uniform(FR3.limits.q_min, FR3.limits.q_max, (3000, 7)):
+        d.qpos[:] = 0.0
+        d.qpos[joints] = q
+        mujoco.mj_forward(m, d)
+        if min(mujoco.mj_geomDistance(m, d, a, b, 0.1, None) for a in base for b in moving) < 0.0:
+            touching += 1
+            assert guard.gap(q) < 0.02, q
+    assert touching > 20  # the sample reaches the base
+
+
+def _drive_action(q: np.ndarray, action: np.ndarray, ticks: int) -> list[tuple[ChunkStart, TrajectoryChunk]]:
+    gen = ChunkGenerator(FR3, ChunkConfig(), DT, servo_period=H)
+    state, out = gen.rest(q), []
+    for _ in range(ticks):
+        result = gen.generate(state, action)
+        out.append((to_start(state), result.chunk))
+        state = result.next_state
+    return out
+
+
+def test_the_base_check_refuses_a_chunk_that_folds_the_wrist_onto_the_base_and_brakes() -> None:
+    from wm_control.safety.workspace import BaseGuard
+
+    guard = BaseGuard(FR3, 0.02)
+    q = HOME.copy()
+    q[1], q[3], q[5] = 0.5, -2.0, 1.5  # shoulder forward, elbow half folded, wrist bent back
+    assert guard.gap(q) > 0.05
+    fold = np.zeros(7)
+    fold[3] = -1.0  # the elbow folds the forearm back over the base
+    chunks = _drive_action(q, fold, 60)
+    verdicts = [BASE_LAYER.filter(chunk, start, NAMES) for start, chunk in chunks]
+    first = next(i for i, v in enumerate(verdicts) if not v.passed)
+    assert all(not LAYER.verify(chunk, start, NAMES) for start, chunk in chunks[: first + 1])  # joint limits: fine
+    assert all(guard.gap(chunk.positions).min() >= 0.02 for _, chunk in chunks[:first])
+    verdict = verdicts[first]
+    assert [v.kind for v in verdict.violations] == ["base"]
+    assert verdict.violations[0].limit == pytest.approx(0.02) and verdict.violations[0].value < 0.02
+    assert "base column" in verdict.violations[0].message
+    np.testing.assert_allclose(verdict.chunk.velocities[-1], 0.0, atol=1e-12)  # the brake went instead
+    # Unfolding from too close is allowed; folding further is not. Off by default.
+    close = chunks[first][1].positions[-1]
+    assert guard.gap(close) < 0.02
+    assert all(BASE_LAYER.filter(chunk, start, NAMES).passed for start, chunk in _drive_action(close, -fold, 10))
+    start, chunk = _drive_action(close, fold, 1)[0]
+    assert not BASE_LAYER.filter(chunk, start, NAMES).passed
+    assert LAYER.filter(*chunks[first][::-1], NAMES).passed
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
         ({"floor_height": 1.0}, "floor_height"),
         ({"floor_clearance": -1.0}, "floor_clearance"),
         ({"floor_height": "low"}, "floor_height"),
+        ({"base_clearance": 0.5}, "base_clearance"),
+        ({"base_clearance": -0.01}, "base_clearance"),
     ],
 )
 def test_bad_floor_settings_name_the_field(kwargs: dict, field: str) -> None:

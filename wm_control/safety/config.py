@@ -46,6 +46,8 @@ class SafetyConfig:
             ``None``: no floor check. With it, no knot may bring the arm's lowest point
             (``wm_control.safety.workspace``) below ``floor_height + floor_clearance``; in [-2, 0.5].
         floor_clearance: distance [m] kept from the floor; in [0, 0.5].
+        base_clearance: distance [m] kept between the forearm, wrist and hand and the robot's base
+            column (``wm_control.safety.workspace.BaseGuard``); ``None``: no base check; in [0, 0.3].
     """
 
     position_margin: float = 0.02
@@ -55,6 +57,7 @@ class SafetyConfig:
     tolerance: float = 1e-9
     floor_height: float | None = None
     floor_clearance: float = 0.03
+    base_clearance: float | None = None
 
     def __post_init__(self) -> None:
         for name, low, high, low_inclusive in (
@@ -68,6 +71,13 @@ class SafetyConfig:
             field = f"SafetyConfig.{name}"
             value = _check_number(field, getattr(self, name))
             check_range(field, value, low, high, low_inclusive=low_inclusive)
+        if self.base_clearance is not None:
+            check_range(
+                "SafetyConfig.base_clearance",
+                _check_number("SafetyConfig.base_clearance", self.base_clearance),
+                0.0,
+                0.3,
+            )
         if self.floor_height is not None:
             check_range(
                 "SafetyConfig.floor_height", _check_number("SafetyConfig.floor_height", self.floor_height), -2.0, 0.5

@@ -35,7 +35,7 @@ from wm_control.safety.config import SafetyConfig
 from wm_control.safety.spline import segments
 from wm_control.safety.start import ChunkStart, check_start
 from wm_control.safety.verify import ChunkVerifier, Violation
-from wm_control.safety.workspace import FloorGuard
+from wm_control.safety.workspace import BaseGuard, FloorGuard
 from wm_control.trajectory import TrajectoryChunk
 
 __all__ = ["SafetyLayer", "Verdict"]
@@ -107,6 +107,7 @@ class SafetyLayer:
         self._floor = (
             None if config.floor_height is None else FloorGuard(spec, config.floor_height, config.floor_clearance)
         )
+        self._base = None if config.base_clearance is None else BaseGuard(spec, config.base_clearance)
 
     @property
     def brake_knots(self) -> int:
@@ -133,15 +134,24 @@ class SafetyLayer:
     def _check(
         self, chunk: TrajectoryChunk, state: tuple[np.ndarray, ...], joint_names: Sequence[str]
     ) -> list[Violation]:
-        """The verifier's violations, then the floor's (on well-formed chunks only)."""
+        """The verifier's violations, then the floor's and the base column's (on well-formed chunks only)."""
         violations = self._verifier.verify(chunk, state, joint_names)
-        if self._floor is None or any(v.kind in ("names", "shape", "finite") for v in violations):
+        if any(v.kind in ("names", "shape", "finite") for v in violations):
             return violations
-        hit = self._floor.check(chunk.positions, state[0])
-        if hit is not None:
-            knot, low = hit
-            text = f"floor: the arm's lowest point at knot {knot} is {low:.4g} m, limit {self._floor.limit:.4g} m"
-            violations.append(Violation("floor", None, "knot", knot, low, self._floor.limit, text))
+        if self._floor is not None:
+            hit = self._floor.check(chunk.positions, state[0])
+            if hit is not None:
+                knot, low = hit
+                text = f"floor: the arm's lowest point at knot {knot} is {low:.4g} m, limit {self._floor.limit:.4g} m"
+                violations.append(Violation("floor", None, "knot", knot, low, self._floor.limit, text))
+        if self._base is not None:
+            hit = self._base.check(chunk.positions, state[0])
+            if hit is not None:
+                knot, gap = hit
+                limit = self._base.clearance
+                where = f"{gap:.4g} m from the base column at knot {knot}, limit {limit:.4g} m"
+                text = f"base: the forearm, wrist or hand comes {where}"
+                violations.append(Violation("base", None, "knot", knot, gap, limit, text))
         return violations
 
     def brake(self, start: ChunkStart) -> TrajectoryChunk:

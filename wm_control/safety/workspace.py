@@ -1,5 +1,6 @@
-"""The floor check of the safety layer: no chunk may bring the arm or the hand down onto the surface
-the robot stands on.
+"""The workspace checks of the safety layer: no chunk may bring the arm or the hand down onto the
+surface the robot stands on (``FloorGuard``), or the wrist and the hand against the robot's own base
+column (``BaseGuard``).
 
 The joint limits do not keep the hand off the table: a planner far from the poses it was trained
 from steers the TCP down into it, and the robot stops with a collision reflex (measured with the
@@ -12,6 +13,14 @@ of the flange, and, in the TCP frame, the fingertips and the hand's two outer co
 when its lowest sphere bottom lies below ``height + clearance`` and below the start's own lowest
 point (a command that is already too low may still rise, never sink further). Only the knots are
 checked (20 ms apart); the clearance covers the interpolation between them and the brake's travel.
+
+The base column is link 0 and link 1 around joint 1's axis: a vertical capsule from the floor to
+``BASE_TOP`` of radius ``BASE_RADIUS``, enclosing their collision capsules in ``sim/assets/fr3.xml``,
+and link 0's foot plate as a horizontal capsule along x of the same radius.
+The forearm (link 5), the wrist (links 6 and 7) and the hand, as spheres, may not come closer to it
+than the clearance, nor closer than they already are. The FR3 itself stops with a collision reflex
+when they touch (measured with the shipped fr3-reach model on goal sequences, ``bench/ros_link.py``:
+link 5 and link 6 against link 0, link 5 against link 1, from poses the model was not trained from).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import numpy as np
 from wm_control.kinematics import joint_frames
 from wm_control.robot import RobotSpec
 
-__all__ = ["FloorGuard", "LINK_RADIUS"]
+__all__ = ["BASE_RADIUS", "BASE_TOP", "BaseGuard", "FloorGuard", "LINK_RADIUS"]
 
 # Radius of the spheres around the wrist joints and the flange [m] (the FR3's links are about 0.12 m across).
 LINK_RADIUS = 0.06
@@ -30,6 +39,29 @@ LINK_RADIUS = 0.06
 _HAND_POINTS = np.array([[0.0, 0.04, 0.0], [0.0, -0.04, 0.0], [0.0, 0.1, -0.045], [0.0, -0.1, -0.045]])
 _HAND_RADII = np.array([0.01, 0.01, 0.02, 0.02])
 _RISE_EPS = 1e-6  # [m]: a knot this close to the start's lowest point has not sunk
+# The base column [m]: axis x = BASE_X, y = 0, from z = 0 to BASE_TOP (joint 2's height is 0.333 m; link
+# 1's capsule ends at 0.273 m), radius enclosing link 0's capsule (x = -0.04, r = 0.075) and link 1's
+# (x = 0, r = 0.07).
+BASE_X = -0.02
+BASE_TOP = 0.28
+BASE_RADIUS = 0.095
+# Link 0's foot plate (a box 0.22 x 0.18 x 0.06 m centred at x = -0.05): a capsule along x at mid-height.
+_PLATE_X = (-0.16, 0.06)
+_PLATE_Z = 0.03
+# Spheres on the moving links, (frame index into joint_frames, centre in that frame [m], radius [m]):
+# link 5's forearm capsule (z from -0.25 to -0.11) and its side bump, link 6's two capsules, link 7's.
+_ARM_SPHERES = (
+    (4, (0.0, 0.0, -0.25), 0.055),
+    (4, (0.0, 0.0, -0.18), 0.055),
+    (4, (0.0, 0.0, -0.11), 0.055),
+    (4, (0.0, 0.08, -0.065), 0.035),
+    (5, (0.0, 0.0, -0.01), 0.05),
+    (5, (0.06, 0.0, 0.0), 0.045),
+    (6, (0.0, 0.0, 0.055), 0.045),
+)
+# The hand in the TCP frame: its body (a sphere 6 cm behind the TCP) and the floor check's points.
+_HAND_BODY = np.vstack([[[0.0, 0.0, -0.06]], _HAND_POINTS])
+_HAND_BODY_RADII = np.concatenate([[0.05], _HAND_RADII])
 
 
 class FloorGuard:
@@ -63,3 +95,39 @@ class FloorGuard:
         floor = min(self.limit, float(self.lowest(np.asarray(start_q, dtype=np.float64))) - _RISE_EPS)
         bad = np.flatnonzero(low < floor)
         return None if bad.size == 0 else (int(bad[0]) + 1, float(low[bad[0]]))
+
+
+class BaseGuard:
+    """Distance [m] between the forearm, wrist and hand and the base column (see the module
+    docstring), kept at least ``clearance`` [m].
+    """
+
+    def __init__(self, spec: RobotSpec, clearance: float) -> None:
+        self.spec = spec
+        self.clearance = float(clearance)
+        self._frame = np.array([f for f, _, _ in _ARM_SPHERES])
+        self._centre = np.array([np.append(c, 1.0) for _, c, _ in _ARM_SPHERES])  # homogeneous
+        self._radius = np.concatenate([[r for _, _, r in _ARM_SPHERES], _HAND_BODY_RADII])
+
+    def gap(self, q: np.ndarray) -> np.ndarray:
+        """Smallest surface distance [m] of any sphere to the base column for ``q`` ``(..., n)``: ``(...,)``."""
+        frames = joint_frames(self.spec, q)
+        arm = np.einsum("...kij,kj->...ki", frames[..., self._frame, :3, :], self._centre)
+        tcp = frames[..., -1, :, :] @ self.spec.T_flange_tcp
+        hand = np.einsum("...ij,kj->...ki", tcp[..., :3, :3], _HAND_BODY) + tcp[..., None, :3, 3]
+        centres = np.concatenate([arm, hand], axis=-2)
+        z = np.clip(centres[..., 2], 0.0, BASE_TOP)
+        column = np.stack([np.full_like(z, BASE_X), np.zeros_like(z), z], axis=-1)
+        x = np.clip(centres[..., 0], *_PLATE_X)
+        plate = np.stack([x, np.zeros_like(x), np.full_like(x, _PLATE_Z)], axis=-1)
+        axis_distance = np.minimum(np.linalg.norm(centres - column, axis=-1), np.linalg.norm(centres - plate, axis=-1))
+        return (axis_distance - self._radius - BASE_RADIUS).min(axis=-1)
+
+    def check(self, positions: np.ndarray, start_q: np.ndarray) -> tuple[int, float] | None:
+        """The first knot (1-based) of ``positions`` ``(K, n)`` closer to the base column than the
+        clearance and than ``start_q`` ``(n,)`` is, and its gap [m]; ``None``: all clear.
+        """
+        gap = self.gap(np.asarray(positions, dtype=np.float64))
+        limit = min(self.clearance, float(self.gap(np.asarray(start_q, dtype=np.float64))) - _RISE_EPS)
+        bad = np.flatnonzero(gap < limit)
+        return None if bad.size == 0 else (int(bad[0]) + 1, float(gap[bad[0]]))
