@@ -106,6 +106,18 @@ def test_train_then_eval(tmp_path: Path) -> None:
     assert "task." not in bad.stderr and "planner." not in bad.stderr
 
 
+def test_multirun_over_seeds(tmp_path: Path) -> None:
+    """docs/howto.md: ``wm-control-train -m train.seed=1,2,3`` gives each seed its own run folder."""
+    quick = [*TINY, "train.eval_freq=0", "train.save_video=false"]
+    out = _run("apps.train", "-m", "train.seed=1,2", *quick, f"hydra.sweep.dir={tmp_path / 'multi'}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for job, seed in ((0, 1), (1, 2)):
+        run = tmp_path / "multi" / str(job)
+        assert yaml.safe_load((run / "config.yaml").read_text())["train"]["seed"] == seed
+        assert (run / "checkpoints" / "latest").read_text().strip() == "step_000000060"
+        assert any((run / "tb").iterdir())  # TensorBoard events
+
+
 def test_unknown_task_is_a_clear_error(tmp_path: Path) -> None:
     out = _run("apps.train", "task.name=fr3-fly", f"run_dir={tmp_path / 'x'}", "train.progress=false", cwd=tmp_path)
     assert out.returncode == 2
