@@ -167,7 +167,10 @@ def test_a_slowed_planner_falls_back_and_a_second_controller_is_reported(shipped
     with observer() as watch, robot_and_controller(shipped_export, tmp_path, fault_planner_delay=0.025):
         moving(watch, GOALS[0])
         moving(watch, GOALS[1])
-        assert watch.wait_for(lambda: int(watch.controller[-1][3].get("total ticks", "0")) > 150, 10.0)
+        # The first /diagnostics comes a period after activation; the arm may move before it.
+        assert watch.wait_for(
+            lambda: bool(watch.controller) and int(watch.controller[-1][3].get("total ticks", "0")) > 150, 10.0
+        )
         _, _, _, values = watch.controller[-1]
         fallbacks = sum(int(values.get(f"total {level}", "0")) for level in ("PARTIAL", "POLICY", "SHIFTED"))
         assert fallbacks > 0 and int(values.get("total budget", "0")) > 0, values
