@@ -13,6 +13,7 @@ curve.png and checkpoints/. Ctrl-C saves a checkpoint before exiting.
 from __future__ import annotations
 
 import copy
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,9 +102,13 @@ def run(cfg: dict[str, Any], run_dir: Path, overridden: Sequence[str] = ()) -> i
     logger = RunLogger(run_dir, resume_step=trainer.step if ckpt is not None else None)
     for kind, n in logger.dropped_rows.items():
         print(f"metrics/{kind}.csv: dropped {n} rows logged after step {trainer.step} (written again by this run)")
+    # SIGTERM (a scheduler's preemption, `kill`, a container stop) ends the run as Ctrl-C does: with a
+    # checkpoint to resume from. A background job started from a script ignores SIGINT; this it gets.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = trainer.train(logger)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         logger.close()
     ev = result.last_eval
     summary = f"{result.steps} steps, {result.episodes} episodes in {result.wall_s / 60:.1f} min"
@@ -113,6 +118,10 @@ def run(cfg: dict[str, Any], run_dir: Path, overridden: Sequence[str] = ()) -> i
             summary += f", success {ev.success_rate:.0%}"
     print(("interrupted: " if result.interrupted else "done: ") + summary + f"; checkpoint {result.checkpoint}")
     return 130 if result.interrupted else 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def resumed_config(
@@ -185,10 +194,13 @@ def main() -> None:
         plain["run_dir"] = str(run_dir)
         try:
             overridden = override_keys(HydraConfig.get().overrides.task)
-            return run(plain, run_dir, overridden)  # type: ignore[arg-type]
+            code = run(plain, run_dir, overridden)  # type: ignore[arg-type]
         except WmControlError as exc:
             print(f"wm-control-train: error: {exc}", file=sys.stderr)
             sys.exit(2)
+        if code:  # hydra.main drops the function's return value: exit here (130 after an interrupt)
+            sys.exit(code)
+        return code
 
     sys.exit(_main())
 

@@ -118,6 +118,31 @@ def test_multirun_over_seeds(tmp_path: Path) -> None:
         assert any((run / "tb").iterdir())  # TensorBoard events
 
 
+def test_sigterm_saves_a_checkpoint_as_ctrl_c_does(tmp_path: Path) -> None:
+    """A scheduler's preemption or `kill`: the run ends with a checkpoint to resume from."""
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    quick = [a for a in TINY if not a.startswith("train.steps")] + ["train.steps=100000", "train.eval_freq=0"]
+    cmd = [sys.executable, "-m", "apps.train", *quick, f"run_dir={run_dir}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        rows = run_dir / "metrics" / "train.csv"
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline and not (rows.exists() and len(rows.read_text().splitlines()) > 2):
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted:" in out
+    step = int((run_dir / "checkpoints" / "latest").read_text().strip().removeprefix("step_"))
+    assert 0 < step < 100000
+
+
 def test_unknown_task_is_a_clear_error(tmp_path: Path) -> None:
     out = _run("apps.train", "task.name=fr3-fly", f"run_dir={tmp_path / 'x'}", "train.progress=false", cwd=tmp_path)
     assert out.returncode == 2
