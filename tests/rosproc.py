@@ -175,6 +175,13 @@ class Observer:
         return max(speeds) if speeds else math.nan
 
     def send_goal(self, xyz: tuple[float, float, float]) -> None:
+        """Publish a goal once the controller's subscription is matched: a message published before DDS
+        discovery has paired the two is lost (seen: the arm never moved, the controller held at its
+        start pose "at the goal")."""
+        end = time.monotonic() + 10.0
+        while self.goals.get_subscription_count() == 0 and time.monotonic() < end:
+            time.sleep(0.05)
+        assert self.goals.get_subscription_count() > 0, "no subscriber on the controller's goal topic after 10 s"
         msg = self._PointStamped()
         msg.header.frame_id = "base"
         msg.point.x, msg.point.y, msg.point.z = xyz

@@ -52,6 +52,9 @@ def robot_and_controller(
 
 def moving(watch: Observer, goal: tuple[float, float, float], timeout: float = 60.0) -> None:
     """Send ``goal`` and wait until the arm moves towards it."""
+    # Only once the observer hears the robot: before DDS discovery pairs them, the arm can reach a near
+    # goal (1.5 s for 23 cm) and stop there, unseen (seen: the test failed with the arm "at the goal").
+    assert watch.wait_for(lambda: watch.last_state_age() < 0.1, 20.0), "no joint states reach the observer"
     watch.send_goal(goal)
     sent = time.monotonic()
     moved = watch.wait_for(lambda: watch.robot_speed_since(max(sent, time.monotonic() - 0.2)) > 0.05, timeout)
