@@ -174,14 +174,16 @@ class Observer:
         speeds = [v for t, v in self.states if t > since]
         return max(speeds) if speeds else math.nan
 
-    def send_goal(self, xyz: tuple[float, float, float]) -> None:
-        """Publish a goal once the controller's subscription is matched: a message published before DDS
-        discovery has paired the two is lost (seen: the arm never moved, the controller held at its
-        start pose "at the goal")."""
+    def send_goal(self, xyz: tuple[float, float, float], matched: bool = True) -> None:
+        """Publish a goal, by default once the controller's subscription is matched: though the topic is
+        latched, a goal published while discovery is still pairing a running controller was seen lost (the
+        arm never moved, the controller held at its start pose "at the goal"). ``matched=False`` publishes at
+        once, for a controller that starts later and receives the latched goal when it subscribes."""
         end = time.monotonic() + 10.0
-        while self.goals.get_subscription_count() == 0 and time.monotonic() < end:
+        while matched and self.goals.get_subscription_count() == 0 and time.monotonic() < end:
             time.sleep(0.05)
-        assert self.goals.get_subscription_count() > 0, "no subscriber on the controller's goal topic after 10 s"
+        if matched:
+            assert self.goals.get_subscription_count() > 0, "no subscriber on the controller's goal topic after 10 s"
         msg = self._PointStamped()
         msg.header.frame_id = "base"
         msg.point.x, msg.point.y, msg.point.z = xyz

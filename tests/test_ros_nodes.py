@@ -209,7 +209,7 @@ def test_the_real_robot_launch_file_runs_against_the_sim_standing_in_for_the_rob
     assert alone.returncode == 1, alone.stdout + alone.stderr
     assert "subscribes to /franka/joint_states but nothing publishes it" in alone.stderr
     with ros_node("wm_mujoco_sim", {"playout_delay": delay}, tmp_path / "sim.log"), observer() as operator:
-        operator.send_goal((0.5, 0.0, 0.4))
+        operator.send_goal((0.5, 0.0, 0.4), matched=False)  # latched: the controller launched next receives it
         done = _launch([*args, "--verify"])
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert "verified 1 running node(s)" in done.stdout
