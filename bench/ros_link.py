@@ -61,6 +61,9 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=8.0, help="time allowed per goal [s]")
     ap.add_argument("--arrival-radius", type=float, default=0.015, help="controller's arrival_radius [m]; 0: off")
     ap.add_argument("--arrival-lead", type=float, default=0.12, help="controller's arrival_lead [s]")
+    ap.add_argument(
+        "--arrival-rest-speed", type=float, default=0.0, help="controller's arrival_rest_speed [m/s]; 0: off"
+    )
     ap.add_argument("--no-floor", action="store_true", help="the safety layer's floor check off")
     ap.add_argument("--no-base", action="store_true", help="the safety layer's base column check off")
     ap.add_argument("--out", default="ros_link.json", help="file name under docs/results/")
@@ -89,9 +92,11 @@ def main() -> None:
         loop.generator.servo_period,
     )
     try:
-        arrival = GoalArrival(FR3, ArrivalConfig(radius=args.arrival_radius, lead=args.arrival_lead))
+        arrival = GoalArrival(
+            FR3, ArrivalConfig(radius=args.arrival_radius, lead=args.arrival_lead, rest_speed=args.arrival_rest_speed)
+        )
     except WmControlError as exc:
-        raise SystemExit(f"--arrival-radius / --arrival-lead: {exc}") from None
+        raise SystemExit(f"--arrival-radius / --arrival-lead / --arrival-rest-speed: {exc}") from None
     commander = Commander(loop, safety, lambda: now[0], max_lateness=0.02, arrival=arrival)
     space = contract.goal
     goals = GoalSequence(
@@ -155,6 +160,7 @@ def main() -> None:
         "jitter_ms": args.jitter_ms,
         "arrival_radius_m": args.arrival_radius,
         "arrival_lead_s": args.arrival_lead,
+        "arrival_rest_speed_m_s": args.arrival_rest_speed,
         "floor_check": not args.no_floor,
         "base_check": not args.no_base,
         "goals": summary["goals"],

@@ -88,6 +88,13 @@ class ControllerParams:
         low=0.0,
         high=1.0,
     )
+    arrival_rest_speed: float = param(
+        0.0,
+        "a held arm whose TCP is slower than this rests, and is planned for again if it rests outside "
+        "arrival_radius (the brake left it short of the goal) [m/s]; below arrival_speed; 0: held wherever it rests",
+        low=0.0,
+        high=1.0,
+    )
     diagnostics_period: float = param(1.0, "period of /diagnostics [s]", low=0.05, high=60.0)
     stats_file: str = param(
         "", "JSON file the run's tick statistics are written to at exit (bench/ros_loop.py); empty: none"
@@ -175,7 +182,9 @@ def main(argv: list[str] | None = None) -> None:
                         f"model contract field 'action.playout_delay' is {trained} s (the dead time it was trained "
                         f"with); parameter playout_delay says the executing layer runs {p.playout_delay} s behind"
                     )
-                arrival = ArrivalConfig(p.arrival_radius, p.arrival_speed, p.arrival_release, p.arrival_lead)
+                arrival = ArrivalConfig(
+                    p.arrival_radius, p.arrival_speed, p.arrival_release, p.arrival_lead, p.arrival_rest_speed
+                )
                 if arrival.enabled and backend.contract.goal.get("name") != "point":
                     raise ConfigError(
                         f"parameter arrival_radius={p.arrival_radius} m needs a point goal; the model's goal is "

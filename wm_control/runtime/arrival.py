@@ -17,7 +17,14 @@ measured joint state:
   where it was held until the goal timed out. A capture that looks ahead does not take an arm that is
   leaving the goal, and takes one that is arriving a little earlier;
 - it *releases* when the goal changes or the TCP is pushed further than ``release`` from it (which
-  must exceed ``radius``): planning resumes from where the arm is.
+  must exceed ``radius``): planning resumes from where the arm is;
+- with ``rest_speed > 0`` it also releases an arm that has come to rest (TCP slower than
+  ``rest_speed``) outside ``radius``: the brake left it short of the goal, and holding it there lets the
+  goal time out (measured with a fine-tuned model, ``bench/ros_link.py`` seeds 0-3: 8 of the 9 goals
+  missed were held 2.0-3.8 cm out). It is off by default because planning again did not pay on the
+  whole: with the shipped model, seeds 0-7 (80 goals), 36 goals and 3 reflexes with ``rest_speed`` 1 cm/s
+  against 32 goals and 1 reflex without; with the fine-tuned one, seeds 0-3, 28 and 1 against 31 and 0.
+  The arm let go near a goal is the arm the model steers into the table or itself.
 
 ``radius = 0`` turns it off. Only point goals (a TCP position in the base frame) have an arrival.
 """
@@ -42,19 +49,23 @@ AT_GOAL = "at the goal"
 class ArrivalConfig:
     """radius: capture distance [m] (0: off); speed: TCP speed below which a capture may happen
     [m/s]; release: distance beyond which a captured TCP is let go [m], > radius; lead: how far ahead
-    the TCP's position is extrapolated at its velocity for the capture test [s] (0: where it is).
+    the TCP's position is extrapolated at its velocity for the capture test [s] (0: where it is);
+    rest_speed: TCP speed below which a captured arm is at rest, and let go if it rests outside
+    radius [m/s], < speed (0, the default: a captured arm is held wherever it rests inside release).
     """
 
     radius: float = 0.015
     speed: float = 0.1
     release: float = 0.03
     lead: float = 0.12
+    rest_speed: float = 0.0
 
     def __post_init__(self) -> None:
         check_range("arrival radius", self.radius, 0.0, 0.5)
         check_range("arrival speed", self.speed, 0.0, 10.0, low_inclusive=False)
         check_range("arrival release", self.release, 0.0, 1.0, low_inclusive=False)
         check_range("arrival lead", self.lead, 0.0, 1.0)
+        check_range("arrival rest_speed", self.rest_speed, 0.0, self.speed, high_inclusive=False)
         if self.radius > 0.0 and not self.release > self.radius:
             raise ConfigError(
                 f"arrival release={self.release} m must exceed radius={self.radius} m (else a captured arm "
@@ -107,10 +118,12 @@ class GoalArrival:
             self._goal, self._captured = g.copy(), False
         offset = tcp_position(self.spec, q_) - g
         self.distance = float(np.linalg.norm(offset))
+        velocity = tcp_jacobian(self.spec, q_)[:3] @ dq_
+        speed = float(np.linalg.norm(velocity))
+        heading = float(np.linalg.norm(offset + c.lead * velocity))
         if self._captured:
-            self._captured = self.distance <= c.release
+            resting_short = speed < c.rest_speed and heading > c.radius
+            self._captured = self.distance <= c.release and not resting_short
         else:
-            velocity = tcp_jacobian(self.spec, q_)[:3] @ dq_
-            heading = float(np.linalg.norm(offset + c.lead * velocity))
-            self._captured = heading <= c.radius and float(np.linalg.norm(velocity)) <= c.speed
+            self._captured = heading <= c.radius and speed <= c.speed
         return self._captured
