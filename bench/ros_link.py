@@ -66,6 +66,7 @@ def main() -> None:
     )
     ap.add_argument("--no-floor", action="store_true", help="the safety layer's floor check off")
     ap.add_argument("--no-base", action="store_true", help="the safety layer's base column check off")
+    ap.add_argument("--no-self", action="store_true", help="the safety layer's self-collision check off")
     ap.add_argument("--out", default="ros_link.json", help="file name under docs/results/")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/results alone")
     args = ap.parse_args()
@@ -87,6 +88,7 @@ def main() -> None:
             jerk_fraction=shaping.jerk_fraction,
             floor_height=None if args.no_floor else 0.0,  # the sim's table top is the base frame's z = 0
             base_clearance=None if args.no_base else 0.02,
+            self_clearance=None if args.no_self else 0.02,
         ),
         loop.generator.dt,
         loop.generator.servo_period,
@@ -163,6 +165,7 @@ def main() -> None:
         "arrival_rest_speed_m_s": args.arrival_rest_speed,
         "floor_check": not args.no_floor,
         "base_check": not args.no_base,
+        "self_check": not args.no_self,
         "goals": summary["goals"],
         "goals_reached": summary["reached"],
         "time_to_reach_median_s": summary["time_to_reach_median_s"],

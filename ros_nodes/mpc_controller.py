@@ -56,6 +56,12 @@ class ControllerParams:
     safety_base_clearance: float = param(
         0.02, "safety layer: distance kept between them and the base column [m]", low=0.0, high=0.3
     )
+    safety_self: bool = param(
+        True, "safety layer: keep the forearm, wrist and hand off the upper arm (links 2-4: self-collision)"
+    )
+    safety_self_clearance: float = param(
+        0.02, "safety layer: distance kept between them and the upper arm [m]", low=0.0, high=0.3
+    )
     max_lateness: float = param(
         0.02,
         "a chunk ready later than this after its stamp is not sent (the robot goes on with the previous "
@@ -174,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
                     floor_height=p.safety_floor_height if p.safety_floor else None,
                     floor_clearance=p.safety_floor_clearance,
                     base_clearance=p.safety_base_clearance if p.safety_base else None,
+                    self_clearance=p.safety_self_clearance if p.safety_self else None,
                 )
                 safety = SafetyLayer(spec, limits, dt, loop.generator.servo_period)
                 trained = float(backend.contract.action.get("playout_delay", 0.0))

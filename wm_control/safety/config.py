@@ -48,6 +48,9 @@ class SafetyConfig:
         floor_clearance: distance [m] kept from the floor; in [0, 0.5].
         base_clearance: distance [m] kept between the forearm, wrist and hand and the robot's base
             column (``wm_control.safety.workspace.BaseGuard``); ``None``: no base check; in [0, 0.3].
+        self_clearance: distance [m] kept between the forearm, wrist and hand and the upper arm
+            (links 2-4, ``wm_control.safety.workspace.SelfGuard``); ``None``: no self-collision
+            check; in [0, 0.3].
     """
 
     position_margin: float = 0.02
@@ -58,6 +61,7 @@ class SafetyConfig:
     floor_height: float | None = None
     floor_clearance: float = 0.03
     base_clearance: float | None = None
+    self_clearance: float | None = None
 
     def __post_init__(self) -> None:
         for name, low, high, low_inclusive in (
@@ -71,13 +75,11 @@ class SafetyConfig:
             field = f"SafetyConfig.{name}"
             value = _check_number(field, getattr(self, name))
             check_range(field, value, low, high, low_inclusive=low_inclusive)
-        if self.base_clearance is not None:
-            check_range(
-                "SafetyConfig.base_clearance",
-                _check_number("SafetyConfig.base_clearance", self.base_clearance),
-                0.0,
-                0.3,
-            )
+        for name in ("base_clearance", "self_clearance"):
+            value = getattr(self, name)
+            if value is not None:
+                field = f"SafetyConfig.{name}"
+                check_range(field, _check_number(field, value), 0.0, 0.3)
         if self.floor_height is not None:
             check_range(
                 "SafetyConfig.floor_height", _check_number("SafetyConfig.floor_height", self.floor_height), -2.0, 0.5

@@ -35,7 +35,7 @@ from wm_control.safety.config import SafetyConfig
 from wm_control.safety.spline import segments
 from wm_control.safety.start import ChunkStart, check_start
 from wm_control.safety.verify import ChunkVerifier, Violation
-from wm_control.safety.workspace import BaseGuard, FloorGuard
+from wm_control.safety.workspace import BaseGuard, FloorGuard, SelfGuard
 from wm_control.trajectory import TrajectoryChunk
 
 __all__ = ["SafetyLayer", "Verdict"]
@@ -108,6 +108,7 @@ class SafetyLayer:
             None if config.floor_height is None else FloorGuard(spec, config.floor_height, config.floor_clearance)
         )
         self._base = None if config.base_clearance is None else BaseGuard(spec, config.base_clearance)
+        self._self = None if config.self_clearance is None else SelfGuard(spec, config.self_clearance)
 
     @property
     def brake_knots(self) -> int:
@@ -134,7 +135,9 @@ class SafetyLayer:
     def _check(
         self, chunk: TrajectoryChunk, state: tuple[np.ndarray, ...], joint_names: Sequence[str]
     ) -> list[Violation]:
-        """The verifier's violations, then the floor's and the base column's (on well-formed chunks only)."""
+        """The verifier's violations, then the floor's, the base column's and the upper arm's (on
+        well-formed chunks only).
+        """
         violations = self._verifier.verify(chunk, state, joint_names)
         if any(v.kind in ("names", "shape", "finite") for v in violations):
             return violations
@@ -152,6 +155,14 @@ class SafetyLayer:
                 where = f"{gap:.4g} m from the base column at knot {knot}, limit {limit:.4g} m"
                 text = f"base: the forearm, wrist or hand comes {where}"
                 violations.append(Violation("base", None, "knot", knot, gap, limit, text))
+        if self._self is not None:
+            hit = self._self.check(chunk.positions, state[0])
+            if hit is not None:
+                knot, gap = hit
+                limit = self._self.clearance
+                where = f"{gap:.4g} m from the upper arm (links 2-4) at knot {knot}, limit {limit:.4g} m"
+                text = f"self: the forearm, wrist or hand comes {where}"
+                violations.append(Violation("self", None, "knot", knot, gap, limit, text))
         return violations
 
     def brake(self, start: ChunkStart) -> TrajectoryChunk:

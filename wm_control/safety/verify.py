@@ -47,7 +47,7 @@ from wm_control.trajectory import TrajectoryChunk
 __all__ = ["KINDS", "ChunkVerifier", "Violation"]
 
 #: Every ``Violation.kind``, in the order ``verify`` reports them.
-KINDS = ("names", "shape", "finite", "position", "velocity", "acceleration", "jerk", "floor", "base")
+KINDS = ("names", "shape", "finite", "position", "velocity", "acceleration", "jerk", "floor", "base", "self")
 # Pieces per segment for the velocity check (``wm_control.safety.spline``): 5 ms at dt = 20 ms,
 # where the check's pessimism (pairing a piece's fastest velocity with its tightest bound) costs the
 # generator's chunks under a tenth of their velocity room.
@@ -59,8 +59,8 @@ class Violation(NamedTuple):
     """One limit a chunk breaks, for one joint: the earliest place it does.
 
     Attributes:
-        kind: one of ``KINDS``: names, shape, finite, position, velocity, acceleration, jerk, floor, base
-            (``wm_control.safety.workspace``, reported by the layer).
+        kind: one of ``KINDS``: names, shape, finite, position, velocity, acceleration, jerk, floor, base,
+            self (the last three: ``wm_control.safety.workspace``, reported by the layer).
         joint: the joint's name; ``None`` when the violation is not one joint's (names, shape).
         where: ``"segment"``, ``"knot"`` or ``"chunk"`` (names, shape).
         at: segment ``i`` runs from ``i dt`` to ``(i + 1) dt`` after the start; knot ``i`` is at
