@@ -85,11 +85,10 @@ _UPPER_ARM = (
 )
 
 
-def _moving_spheres(spec: RobotSpec, q: np.ndarray) -> np.ndarray:
+def _moving_spheres(spec: RobotSpec, frames: np.ndarray) -> np.ndarray:
     """Centres [m] of the forearm, wrist and hand spheres (``_ARM_SPHERES`` then ``_HAND_BODY``) for
-    ``q`` ``(..., n)``: ``(..., S, 3)``, base frame.
+    the joint frames ``joint_frames(spec, q)`` ``(..., n + 1, 4, 4)``: ``(..., S, 3)``, base frame.
     """
-    frames = joint_frames(spec, q)
     index = np.array([f for f, _, _ in _ARM_SPHERES])
     centre = np.array([np.append(c, 1.0) for _, c, _ in _ARM_SPHERES])  # homogeneous
     arm = np.einsum("...kij,kj->...ki", frames[..., index, :3, :], centre)
@@ -146,7 +145,7 @@ class BaseGuard:
 
     def gap(self, q: np.ndarray) -> np.ndarray:
         """Smallest surface distance [m] of any sphere to the base column for ``q`` ``(..., n)``: ``(...,)``."""
-        centres = _moving_spheres(self.spec, q)
+        centres = _moving_spheres(self.spec, joint_frames(self.spec, q))
         z = np.clip(centres[..., 2], 0.0, BASE_TOP)
         column = np.stack([np.full_like(z, BASE_X), np.zeros_like(z), z], axis=-1)
         x = np.clip(centres[..., 0], *_PLATE_X)
@@ -178,10 +177,11 @@ class SelfGuard:
 
     def gap(self, q: np.ndarray) -> np.ndarray:
         """Smallest surface distance [m] of a sphere to a capsule it can touch for ``q`` ``(..., n)``: ``(...,)``."""
-        frames = joint_frames(self.spec, q)[..., self._frame, :3, :]  # (..., C, 3, 4)
+        all_frames = joint_frames(self.spec, q)
+        frames = all_frames[..., self._frame, :3, :]  # (..., C, 3, 4)
         a = np.einsum("...cij,cj->...ci", frames, self._start)
         b = np.einsum("...cij,cj->...ci", frames, self._end)
-        centres = _moving_spheres(self.spec, q)[..., :, None, :]  # (..., S, 1, 3)
+        centres = _moving_spheres(self.spec, all_frames)[..., :, None, :]  # (..., S, 1, 3)
         ab = (b - a)[..., None, :, :]
         t = np.clip(np.sum((centres - a[..., None, :, :]) * ab, axis=-1) / np.sum(ab * ab, axis=-1), 0.0, 1.0)
         nearest = a[..., None, :, :] + t[..., None] * ab
