@@ -22,7 +22,7 @@ measured joint state:
   ``rest_speed``) outside ``radius``: the brake left it short of the goal, and holding it there lets the
   goal time out (measured with a fine-tuned model, ``bench/ros_link.py`` seeds 0-3: 8 of the 9 goals
   missed were held 2.0-3.8 cm out). It is off by default because planning again did not pay on the
-  whole: with the shipped model, seeds 0-7 (80 goals), 36 goals and 3 reflexes with ``rest_speed`` 1 cm/s
+  whole: with the 75,000-step model, seeds 0-7 (80 goals), 36 goals and 3 reflexes with ``rest_speed`` 1 cm/s
   against 32 goals and 1 reflex without; with the fine-tuned one, seeds 0-3, 28 and 1 against 31 and 0.
   The arm let go near a goal is the arm the model steers into the table or itself.
 
