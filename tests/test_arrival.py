@@ -5,6 +5,8 @@ diagnostics call that OK. Forward kinematics only; a fake backend for the comman
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from fakes import DT, FakeBackend, FakeClock, model_contract
@@ -14,9 +16,9 @@ from wm_control.kinematics import tcp_jacobian, tcp_position
 from wm_control.robot import FR3
 from wm_control.runtime import FallbackLevel, control_loop
 from wm_control.runtime.arrival import AT_GOAL, ArrivalConfig, GoalArrival
-from wm_control.runtime.commander import Commander
+from wm_control.runtime.commander import Commander, command_state_at
 from wm_control.runtime.diagnostics import OK, TickLog
-from wm_control.safety import SafetyConfig, SafetyLayer
+from wm_control.safety import ChunkStart, SafetyConfig, SafetyLayer
 
 assert FR3.start_q is not None
 Q0 = FR3.start_q.copy()
@@ -161,3 +163,61 @@ def test_the_commander_holds_at_the_goal_reports_it_ok_and_plans_again_for_the_n
 def test_without_an_arrival_the_commander_plans_at_the_goal() -> None:
     commander, clock = make_commander(None)
     assert tick(commander, clock, TCP0).command.level == FallbackLevel.MPPI
+
+
+def test_with_the_brakes_rest_point_the_capture_tests_where_the_arm_will_stop() -> None:
+    """The commander passes where the brake from the command comes to rest; the capture tests that
+    point. Measured with the fine-tuned model (bench/ros_link.py): the look-ahead alone captured arms
+    that then stopped 2.0-2.6 cm out, outside the goal publisher's 2 cm."""
+    config = ArrivalConfig(radius=0.015, speed=0.1, release=0.03, lead=0.12)
+    calls: list[int] = []
+
+    def at(offset: float):
+        def stop() -> np.ndarray:
+            calls.append(1)
+            return swung(offset)
+
+        return stop
+
+    goal = TCP0.copy()
+    assert not GoalArrival(FR3, config).update(Q0, STILL, goal, at(0.02))  # at the goal, but stops 2 cm out
+    assert GoalArrival(FR3, config).update(swung(0.03), STILL, goal, at(0.01))  # 3 cm out, stops 1 cm out
+    assert GoalArrival(FR3, config).update(Q0, STILL, goal, lambda: None)  # unknown: the look-ahead decides
+    calls.clear()
+    fast = np.zeros(7)
+    fast[0] = 1.0
+    assert not GoalArrival(FR3, config).update(Q0, fast, goal, at(0.0))  # too fast: not asked
+    assert not GoalArrival(FR3, config).update(swung(0.2), STILL, goal, at(0.0))  # too far: not asked
+    assert calls == []
+    for bad in (np.full(7, np.nan), np.zeros(6)):
+        assert GoalArrival(FR3, config).update(Q0, STILL, goal, lambda b=bad: b)  # ignored: the look-ahead
+
+
+def test_the_commander_offers_the_brakes_rest_point_once_it_has_sent_a_chunk() -> None:
+    seen: list[np.ndarray | None] = []
+
+    class Recording(GoalArrival):
+        def update(
+            self, q: np.ndarray, dq: np.ndarray, goal: np.ndarray, stop: Callable[[], np.ndarray | None] | None = None
+        ) -> bool:
+            seen.append(None if stop is None else stop())
+            return super().update(q, dq, goal, stop)
+
+    commander, clock = make_commander(Recording(FR3))
+    far = TCP0 + [0.1, 0.0, 0.0]
+    first = tick(commander, clock, far)
+    assert seen[-1] is None  # nothing sent yet: no command to brake from
+    assert first.chunk is not None and first.command.level == FallbackLevel.MPPI
+    previous, out = first, first
+    for _ in range(5):
+        previous, out = out, tick(commander, clock, far)
+    assert previous.chunk is not None and out.chunk is not None
+    rest = seen[-1]
+    assert rest is not None and rest.shape == (7,) and np.all(np.isfinite(rest))
+    # The brake from where the previous chunk has the command at this tick's stamp: moving, it ends
+    # elsewhere than the command is now.
+    now = command_state_at(previous.chunk, out.chunk.stamp)
+    assert np.linalg.norm(now.dq) > 0.01
+    brake = commander.safety.brake(ChunkStart(now.q, now.dq, now.ddq))
+    np.testing.assert_allclose(rest, brake.positions[-1], atol=1e-12)
+    assert np.linalg.norm(tcp_position(FR3, rest) - tcp_position(FR3, now.q)) > 1e-3

@@ -165,11 +165,22 @@ class Commander:
                 self._restart = False
             except InputError:
                 pass  # not a state to start from: the loop's checks name what is wrong on this tick
-        if self._last is not None:
+        now = None if self._last is None else command_state_at(self._last, stamp)
+        if now is not None:
             # Where the command is at the stamp; the plan is still the one to warm-start from (it
             # moved on by a tick), so it is kept.
-            self.loop.override_command(command_state_at(self._last, stamp), keep_plan=True)
-        at_goal = self.arrival is not None and self.arrival.update(q, dq, goal) and self._fresh(t)
+            self.loop.override_command(now, keep_plan=True)
+
+        def stop() -> np.ndarray | None:
+            """Where the brake from the command at the stamp comes to rest: where a capture leaves the arm."""
+            if now is None:
+                return None
+            try:
+                return np.asarray(self.safety.brake(ChunkStart(now.q, now.dq, now.ddq)).positions[-1])
+            except InputError:
+                return None
+
+        at_goal = self.arrival is not None and self.arrival.update(q, dq, goal, stop) and self._fresh(t)
         command = self.loop.step(t, q, dq, goal, hold=hold or (AT_GOAL if at_goal else False))
         if command.start is None or len(command.chunk.positions) == 0:
             return Outgoing(None, command, None)
