@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -92,6 +93,9 @@ def parse_args(argv: list[str]) -> DemoArgs:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit code (0: ran, no reflex; 1: a node failed or a reflex; 2: bad input)."""
+    # As wm-control-launch: SIGINT inherited ignored (a background job of a script) would stay ignored in
+    # the nodes too, and Ctrl-C or a caller's SIGINT would not stop them cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)

@@ -280,6 +280,10 @@ def stop_processes(procs: list[subprocess.Popen[Any]], grace_s: float = 10.0) ->
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
+    # Started in the background of a non-interactive shell (`nohup ... &`, a script), the runner inherits
+    # SIGINT ignored, and an ignored signal stays ignored across exec: Ctrl-C or a caller's SIGINT would
+    # reach neither it nor its nodes, and they would be killed later without writing their files.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     argv = sys.argv[1:] if argv is None else argv
     flags = [a for a in argv if a.startswith("--")]
     rest = [a for a in argv if not a.startswith("--")]

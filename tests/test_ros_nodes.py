@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,34 @@ def test_the_real_robot_launch_file_runs_against_the_sim_standing_in_for_the_rob
         done = _launch([*args, "--verify"])
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert "verified 1 running node(s)" in done.stdout
+
+
+def test_a_runner_started_with_sigint_ignored_still_stops_its_nodes_cleanly_on_sigint(
+    shipped_export: Path, tmp_path: Path
+) -> None:
+    """A runner started in a script's background inherits SIGINT ignored, which survives exec into its
+    nodes. It answers SIGINT like Ctrl-C anyway: the nodes stop and write their files (seen:
+    ``bench/ros_loop.py`` under ``nohup`` lost the nodes' statistics; they were killed 30 s later)."""
+    import signal
+
+    from rosproc import BIN, children, ros_env
+    from rosproc import _stop as stop
+
+    stats, log = tmp_path / "sim_stats.json", tmp_path / "launch.log"
+    args = [f"export:={shipped_export}", f"playout_delay:={playout_delay(shipped_export)}", f"sim_stats:={stats}"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "wm-control-launch"), "launch/sim.launch.xml", *args],
+            cwd=ROOT, env=ros_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )  # fmt: skip
+    try:
+        end = time.monotonic() + 120.0
+        while b"goal 1/" not in log.read_bytes() and proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.2)
+        assert b"goal 1/" in log.read_bytes(), log.read_text()[-3000:]
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(30) == 130, log.read_text()[-3000:]
+        assert stats.is_file(), log.read_text()[-3000:]
+    finally:
+        stop(proc, children(proc.pid))
