@@ -42,6 +42,7 @@ STATE_TOPIC = "/franka/joint_states"
 COMMAND_TOPIC = "/fr3_arm_controller/joint_trajectory"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 STARTUP_S = 120.0  # the goal publisher's startup_timeout: nodes up, model loaded
+DISCOVERY_WAIT = 5.0  # s: a node already in the domain is seen by then, on loaded cores too (Monitor._other_nodes)
 
 
 @dataclass(frozen=True)
@@ -241,8 +242,7 @@ class Monitor:
 
         rclpy.init()
         self._node = rclpy.create_node("wm_demo_monitor")
-        time.sleep(1.5)  # DDS discovery runs in its own threads
-        others = sorted({n for n, _ in self._node.get_node_names_and_namespaces()} - {"wm_demo_monitor"})
+        others = self._other_nodes()
         if others:
             self._shutdown()
             domain = os.environ.get("ROS_DOMAIN_ID", "0")
@@ -263,6 +263,21 @@ class Monitor:
         self._executor.add_node(self._node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
+
+    def _other_nodes(self) -> list[str]:
+        """Names of the nodes already in this domain, polled until one shows or ``DISCOVERY_WAIT`` s pass.
+
+        DDS discovery runs in its own threads: a participant that is already up answers a new one's
+        announcement at once when the machine is idle, but on 2 cores under 4 busy processes it took up
+        to 2.4 s (a fixed 1.5 s wait missed the node in CI and in 3 of 5 such runs here), and its own
+        periodic announcement comes every 3 s (Fast DDS default).
+        """
+        deadline = time.monotonic() + DISCOVERY_WAIT
+        while True:
+            names = {n for n, _ in self._node.get_node_names_and_namespaces()} - {"wm_demo_monitor"}
+            if names or time.monotonic() > deadline:
+                return sorted(names)
+            time.sleep(0.1)
 
     def _spin(self) -> None:
         import rclpy
