@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import gemm_gflops, machine_info, write_result
@@ -51,6 +52,12 @@ def node_pids(parent: int) -> dict[str, int]:
     return pids
 
 
+def launch_default(name: str) -> int:
+    """The default of an integer argument of ``launch/sim.launch.xml``."""
+    root = ElementTree.parse(ROOT / "launch" / "sim.launch.xml").getroot()
+    return int(next(a.get("default", "") for a in root.iter("arg") if a.get("name") == name))
+
+
 def main() -> None:
     """Command line."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,6 +65,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="closed-loop time measured [s]")
     ap.add_argument("--goals", type=int, default=40, help="random goals offered (more than the time uses)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the goals")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="the controller runtime's intra-op threads (default: the launch file's)",
+    )
     ap.add_argument("--out", default="ros_loop.json", help="file name under docs/results/")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/results alone")
     args = ap.parse_args()
@@ -78,6 +91,8 @@ def main() -> None:
     }
     cmd = [str(BIN / "wm-control-launch"), "launch/sim.launch.xml", f"export:={args.export}", f"goals:={args.goals}",
            f"seed:={args.seed}", f"summary:={summary}", f"stats:={stats}", f"sim_stats:={sim_stats}"]  # fmt: skip
+    if args.threads is not None:
+        cmd.append(f"threads:={args.threads}")
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -114,6 +129,7 @@ def main() -> None:
         "seconds": round(wall, 1),
         "planner": {k: model["planner"][k] for k in ("num_samples", "iterations", "horizon")},
         "playout_delay_s": model["action"].get("playout_delay", 0.0),
+        "controller_threads": args.threads if args.threads is not None else launch_default("threads"),
         **ticks,
         "goals_finished": goals.get("finished"),
         "goals_reached": goals.get("reached"),

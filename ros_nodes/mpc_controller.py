@@ -34,7 +34,9 @@ class ControllerParams:
 
     export: str = param("exports/fr3-reach", "export folder written by wm-control-export (make export)")
     backend: str = param("onnxruntime", "runtime that runs the model", choices=BACKENDS)
-    threads: int = param(2, "intra-op threads of the runtime (0: all cores)", low=0, high=256)
+    threads: int = param(
+        1, "intra-op threads of the runtime (0: all cores; one leaves the other core to the robot)", low=0, high=256
+    )
     controller: str = param(
         "fr3_arm_controller", "trajectory controller: commands go to /<controller>/joint_trajectory"
     )
