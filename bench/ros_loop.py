@@ -52,6 +52,13 @@ def node_pids(parent: int) -> dict[str, int]:
     return pids
 
 
+def planning_share(ticks: dict) -> float | None:
+    """The share of full solves among the ticks that did not hold at a reached goal."""
+    counters = ticks.get("counters", {})
+    planning = counters.get("ticks", 0) - counters.get("at the goal", 0)
+    return round(counters.get("MPPI", 0) / planning, 4) if planning > 0 else None
+
+
 def launch_default(name: str) -> int:
     """The default of an integer argument of ``launch/sim.launch.xml``."""
     root = ElementTree.parse(ROOT / "launch" / "sim.launch.xml").getroot()
@@ -131,6 +138,9 @@ def main() -> None:
         "playout_delay_s": model["action"].get("playout_delay", 0.0),
         "controller_threads": args.threads if args.threads is not None else launch_default("threads"),
         **ticks,
+        # The ticks that hold a reached goal (goal arrival) plan nothing by design; the others should all
+        # run the full solve.
+        "full_solve_share_of_planning_ticks": planning_share(ticks),
         "goals_finished": goals.get("finished"),
         "goals_reached": goals.get("reached"),
         "time_to_reach_median_s": goals.get("time_to_reach_median_s"),

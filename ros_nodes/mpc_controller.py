@@ -223,8 +223,10 @@ def main(argv: list[str] | None = None) -> None:
             assert self.commander is not None
             self.commander.restart()  # the robot may have moved while inactive
             self.hold = False
+            # Ticks run on the first joint state of each control period (on_state); this timer, at
+            # half the period, ticks a period that no state has started within a quarter of it.
             self.tick_timers = [
-                self.create_timer(self.commander.loop.config.dt, self.on_tick),
+                self.create_timer(0.5 * self.commander.loop.config.dt, self.on_timer),
                 self.create_timer(self.p.diagnostics_period, self.on_diagnostics),
             ]
             return super().on_activate(state)
@@ -244,6 +246,17 @@ def main(argv: list[str] | None = None) -> None:
             except InputError as exc:
                 self.log.reject(str(exc))
                 self.get_logger().warning(f"joint state ignored: {exc}", throttle_duration_sec=2.0)
+                return
+            if self.tick_timers and self.commander is not None and self.commander.due(self.state_received) is not None:
+                self.on_tick()
+
+        def on_timer(self) -> None:
+            """The tick of a period that no joint state started (states late, stale or stopped)."""
+            if self.commander is None:
+                return
+            age = self.commander.due(self.now())
+            if age is not None and age >= 0.25 * self.commander.loop.config.dt:
+                self.on_tick()
 
         def on_goal(self, msg: Any) -> None:
             try:

@@ -147,3 +147,20 @@ def test_a_silent_robot_gets_no_chunks_until_it_speaks_again() -> None:
     assert out.chunk is None and out.command.reason.startswith("stale state")
     assert commander.counters["not sent: robot silent"] == 1
     assert run(commander, clock, 1)[0].chunk is not None  # a fresh state: chunks again
+
+
+def test_due_says_once_per_period_how_long_ago_the_period_began() -> None:
+    commander, clock = make()
+    assert commander.due(clock()) == 0.0  # nothing ticked yet: due at once
+    first = clock()
+    commander.tick(first, Q0, np.zeros(7), GOAL)
+    assert commander.due(first + 0.001) is None  # this period has had its tick
+    start = first - 0.25 * DT + DT  # the next one: the grid starts a quarter period before the first tick
+    assert commander.due(start - 1e-4) is None
+    assert commander.due(start + 0.003) == pytest.approx(0.003)
+    assert commander.due(start + 2.5 * DT) == pytest.approx(0.5 * DT)  # a period skipped: still due
+    clock.t = start + 0.003
+    commander.tick(clock(), Q0, np.zeros(7), GOAL)
+    assert commander.due(start + 0.004) is None and commander.due(start + DT + 1e-4) == pytest.approx(1e-4)
+    commander.restart()
+    assert commander.due(clock()) == 0.0

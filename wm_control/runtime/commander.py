@@ -118,6 +118,7 @@ class Commander:
         self._names = tuple(loop.generator.spec.joint_names)
         self._last: StampedChunk | None = None
         self._origin: float | None = None  # the stamp grid's origin: the first tick's start [s]
+        self._ticked: float | None = None  # the stamp of the last tick [s]
         self._restart = True  # the next plausible state starts the loop from rest there
         self._counters: Counter[str] = Counter()
         self.arrival = arrival
@@ -138,7 +139,7 @@ class Commander:
         """Forget the chunks sent: the next tick starts from rest at the measured position, on a new
         stamp grid (after the executing layer was restarted or the controller was deactivated).
         """
-        self._last, self._origin, self._restart = None, None, True
+        self._last, self._origin, self._ticked, self._restart = None, None, None, True
         if self.arrival is not None:
             self.arrival.reset()
 
@@ -149,7 +150,7 @@ class Commander:
         Nothing is sent when the loop has no command state yet (no valid joint state so far) or when
         the chunk was ready later than ``max_lateness`` after the tick started.
         """
-        stamp = self._grid(self._clock())
+        stamp = self._ticked = self._grid(self._clock())
         if self._last is not None:
             commanded, measured, speed = command_state_at(self._last, stamp), np.asarray(q), np.asarray(dq)
             n = (len(self._names),)
@@ -203,6 +204,22 @@ class Commander:
             return Outgoing(None, command, verdict)
         self._last = StampedChunk(stamp, start.q, start.dq, verdict.chunk)
         return Outgoing(self._last, command, verdict)
+
+    def due(self, now: float) -> float | None:
+        """How long ago [s] the control period that ``now`` falls in began, if no tick has run in it
+        yet; ``None`` if one has. Before the first tick (or after ``restart``): 0, due at once.
+
+        A node that ticks on the first joint state of each period (``due`` not ``None``) starts the
+        solve on a state received moments ago, where a free-running timer finds one up to a state
+        period old; a timer that ticks once a period is older than a few milliseconds keeps the loop
+        going (and holding) when the states stop.
+        """
+        if self._origin is None:
+            return 0.0
+        stamp = self._grid(now)
+        if self._ticked is not None and stamp <= self._ticked:
+            return None
+        return now - stamp
 
     def _fresh(self, t: float) -> bool:
         """Whether a state measured at ``t`` is recent enough to compare the robot with the command
