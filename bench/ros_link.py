@@ -59,7 +59,9 @@ def main() -> None:
     ap.add_argument("--latency-ms", type=float, default=12.0, help="tick start to chunk arrival [ms]")
     ap.add_argument("--jitter-ms", type=float, default=4.0, help="uniform extra arrival delay [ms]")
     ap.add_argument("--timeout", type=float, default=8.0, help="time allowed per goal [s]")
-    ap.add_argument("--arrival-radius", type=float, default=0.015, help="controller's arrival_radius [m]; 0: off")
+    ap.add_argument(
+        "--arrival-radius", type=float, default=ArrivalConfig().radius, help="controller's arrival_radius [m]; 0: off"
+    )
     ap.add_argument("--arrival-lead", type=float, default=0.12, help="controller's arrival_lead [s]")
     ap.add_argument(
         "--arrival-rest-speed", type=float, default=0.0, help="controller's arrival_rest_speed [m/s]; 0: off"
