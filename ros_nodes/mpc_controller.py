@@ -79,7 +79,7 @@ class ControllerParams:
         high=0.5,
     )
     arrival_radius: float = param(
-        0.018,
+        0.015,
         "hold the arm at a point goal once the TCP is this close and slower than arrival_speed, until the "
         "goal changes (the planner alone hovers 1-2 cm around it); 0: off [m]",
         low=0.0,

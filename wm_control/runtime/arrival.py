@@ -63,7 +63,7 @@ class ArrivalConfig:
     radius [m/s], < speed (0, the default: a captured arm is held wherever it rests inside release).
     """
 
-    radius: float = 0.018
+    radius: float = 0.015
     speed: float = 0.1
     release: float = 0.03
     lead: float = 0.12
