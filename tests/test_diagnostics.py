@@ -34,6 +34,18 @@ def test_levels_and_messages_follow_what_the_ticks_did() -> None:
     assert "total ticks" in report.values
 
 
+def test_holding_at_a_goal_or_on_request_is_not_planning_below_budget() -> None:
+    commander, clock = make()
+    log = TickLog()
+    for _ in range(3):
+        log.add(commander.tick(next_period(clock), Q0, np.zeros(7), GOAL, hold=True), commander.counters)
+    for _ in range(5):
+        log.add(commander.tick(next_period(clock), Q0, np.zeros(7), GOAL), commander.counters)
+    report = log.report()
+    assert report.level == OK, report.message
+    assert report.message.startswith("planning: 5/5 ticks full MPPI") and "(3 more held" in report.message
+
+
 def test_run_stats_summarise_periods_latency_levels_and_misses() -> None:
     commander, clock = make()
     stats = RunStats(DT)

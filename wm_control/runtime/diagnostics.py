@@ -55,6 +55,7 @@ class TickLog:
         self._latency: list[float] = []
         self._age: list[float] = []
         self._levels: Counter[str] = Counter()
+        self._held = 0  # holds at a reached goal or on request: no planning asked for
         self._misses = 0
         self._interventions = 0
         self._rejected = 0
@@ -81,6 +82,7 @@ class TickLog:
         if math.isfinite(stats.state_age_s):
             self._age.append(stats.state_age_s)
         self._levels[stats.level.name] += 1
+        self._held += stats.level == FallbackLevel.HOLD and out.command.reason in (_HOLD_BY_REQUEST, AT_GOAL)
         self._misses += stats.deadline_miss
         self._interventions += out.verdict is not None and not out.verdict.passed
         self._last, self._counters = out, counters
@@ -133,8 +135,11 @@ class TickLog:
             return OK, "holding on request (~/hold)"
         full = self._levels.get(FallbackLevel.MPPI.name, 0)
         p99 = float(np.percentile(self._latency, 99)) * 1e3 if self._latency else math.nan
-        summary = f"{full}/{ticks} ticks full MPPI, latency p99 {p99:.1f} ms, {self._misses} deadline misses"
-        if full < ticks or self._misses:
+        planned = ticks - self._held
+        summary = f"{full}/{planned} ticks full MPPI, latency p99 {p99:.1f} ms, {self._misses} deadline misses"
+        if self._held:
+            summary += f" ({self._held} more held at the goal or on request)"
+        if full < planned or self._misses:
             return WARN, f"planning below budget: {summary}"
         return OK, f"planning: {summary}"
 
