@@ -24,14 +24,6 @@ from rosproc import RELAYED, Observer, node, observer, playout_delay
 
 ERROR = 2
 GOALS = ((0.5, 0.15, 0.4), (0.45, -0.15, 0.45))  # 31 cm apart, in the middle of the goal box of fr3-reach
-# Not met yet (issue 13): on this 2-core machine the arm in closed loop over ROS trips a jerk or
-# acceleration reflex (5-18 % over the limit) or a collision reflex within 5-30 s in most runs, which
-# stops it before or during the fault under test; the fault handling itself (ERROR with the cause,
-# counters, brake, resume) passed whenever the arm was moving (README, "ROS 2 nodes"). These tests run
-# in every `make test` and report XPASS when they pass.
-MOTION_XFAIL = pytest.mark.xfail(
-    reason="issue 13: reflexes over ROS on 2 shared cores can stop the arm before the fault", strict=False
-)
 REST_SPEED = 0.05  # [rad/s]: the arm is at rest below this on every joint (the commander's REST_SPEED)
 
 
@@ -106,7 +98,6 @@ BAD_STATES: list[tuple[str, Callable[[Any], Any], str, str]] = [
 ]
 
 
-@MOTION_XFAIL
 def test_nan_stale_and_misnamed_joint_states_are_ignored_counted_and_the_arm_holds(
     shipped_export: Path, tmp_path: Path
 ) -> None:
@@ -129,7 +120,6 @@ def test_nan_stale_and_misnamed_joint_states_are_ignored_counted_and_the_arm_hol
     no_reflex(tmp_path)
 
 
-@MOTION_XFAIL
 def test_hold_and_a_lost_robot_make_the_arm_hold_the_operator_hear_it_and_control_resume(
     shipped_export: Path, tmp_path: Path
 ) -> None:
@@ -159,7 +149,6 @@ def test_hold_and_a_lost_robot_make_the_arm_hold_the_operator_hear_it_and_contro
     no_reflex(tmp_path)
 
 
-@MOTION_XFAIL
 def test_a_slowed_planner_falls_back_and_a_second_controller_is_reported(shipped_export: Path, tmp_path: Path) -> None:
     """Every planner call 25 ms slower (``fault_planner_delay``): the ticks fall back (counted by level
     and reason), the arm still moves with commands the safety layer never has to replace, no reflex.

@@ -211,8 +211,8 @@ class Commander:
 
         A node that ticks on the first joint state of each period (``due`` not ``None``) starts the
         solve on a state received moments ago, where a free-running timer finds one up to a state
-        period old; a timer that ticks once a period is older than a few milliseconds keeps the loop
-        going (and holding) when the states stop.
+        period old; a timer that ticks a period still due a few milliseconds after it began keeps the
+        loop going (and holding) when the states stop.
         """
         if self._origin is None:
             return 0.0
