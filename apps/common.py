@@ -124,7 +124,7 @@ def recorded_contract(ckpt: Any, env: Any) -> Any:
             first differing field).
     """
     from sim.contract import control_contract
-    from wm_control.contract import ControlContract, first_difference
+    from wm_control.contract import ControlContract, first_difference, with_added_chunk_fields
     from wm_control.errors import ModelContractError
 
     if ckpt.contract is None:
@@ -133,7 +133,9 @@ def recorded_contract(ckpt: Any, env: Any) -> Any:
             f"training time); add it once with: python scripts/migrate_checkpoint.py {ckpt.path}"
         )
     recorded = ControlContract.from_dict(ckpt.contract)
-    where = first_difference(recorded.to_dict(), control_contract(env).to_dict())
+    # A contract recorded before a chunk-shaping field existed was made with that field's neutral value.
+    compared = {**recorded.to_dict(), "action": with_added_chunk_fields(recorded.action)}
+    where = first_difference(compared, control_contract(env).to_dict())
     if where is not None:
         raise ModelContractError(
             f"checkpoint {ckpt.path}: its recorded contract field {where!r} differs from what today's "

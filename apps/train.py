@@ -4,6 +4,7 @@
     wm-control-train task=dmc/cartpole-swingup model=5M train.seed=2
     wm-control-train resume=runs/fr3-reach/2026-11-22_10-00-00 train.steps=60000
     wm-control-train init=models/fr3-reach train.steps=10000   # fine-tune a trained model
+    wm-control-train init=models/fr3-reach init_contract_change=true task.env.chunk.posture_gain=0.5
     wm-control-train -m train.seed=1,2,3          # hydra multirun
 
 Each run folder holds config.yaml, metrics/{train,eval}.csv, tb/ (TensorBoard), videos/,
@@ -86,8 +87,10 @@ def run(cfg: dict[str, Any], run_dir: Path, overridden: Sequence[str] = ()) -> i
         make_env, agent, train_cfg, run_dir, cfg, title=cfg["task"]["name"], contract=contract, fine_tune=fine_tune
     )
     if init is not None:
-        trainer.initialize(init)
+        changed = trainer.initialize(init, contract_change=bool(cfg.get("init_contract_change")))
         print(f"fine-tuning the model of {init.path} (fresh optimiser and replay buffer)")
+        for diff in changed:
+            print(f"  into a changed control contract: {diff}")
     if ckpt is not None:
         trainer.restore(ckpt)
         print(f"resuming {ckpt.path} at step {trainer.step}")

@@ -261,3 +261,67 @@ def test_the_servo_period_comes_from_the_layer_that_runs_the_chunks() -> None:
     with pytest.raises(ConfigError, match=r"ChunkConfig.servo_period=0.002 s differs from .* \(0.001 s\)"):
         ChunkGenerator(FR3, ChunkConfig(servo_period=0.002), 0.02)
     ChunkGenerator(FR3, ChunkConfig(servo_period=0.001), 0.02)  # a claim that holds
+
+
+DRIFTED = np.array([0.86, -1.56, -0.97, -2.8, 1.37, 4.02, -2.07])  # a pose fr3-reach drifted to (seed 12)
+
+
+def test_the_posture_pull_moves_the_joints_home_without_moving_the_tcp() -> None:
+    from wm_control.kinematics import tcp_jacobian
+
+    gen = ChunkGenerator(FR3, ChunkConfig(velocity_fraction=0.3, posture_gain=0.5), 0.02)
+    pull = gen.posture_pull(DRIFTED)
+    assert np.dot(pull, np.asarray(FR3.start_q) - DRIFTED) > 0.1  # towards home
+    assert np.linalg.norm(tcp_jacobian(FR3, DRIFTED)[:3] @ pull) < 1e-3 * np.linalg.norm(pull)  # TCP stays [m/s]
+    np.testing.assert_allclose(gen.posture_pull(np.asarray(FR3.start_q)), 0.0, atol=1e-12)
+    assert not ChunkGenerator(FR3, ChunkConfig(velocity_fraction=0.3), 0.02).posture_pull(DRIFTED).any()
+
+
+def test_with_zero_actions_the_pull_brings_the_posture_back_and_the_tcp_stays() -> None:
+    from wm_control.kinematics import tcp_position
+
+    gen = ChunkGenerator(FR3, ChunkConfig(velocity_fraction=0.3, posture_gain=0.5), 0.02)
+    state = gen.rest(DRIFTED)
+    for _ in range(250):  # 5 s
+        state = gen.generate(state, np.zeros(7)).next_state
+    home = np.asarray(FR3.start_q)
+    assert np.linalg.norm(state.q - home) < 0.7 * np.linalg.norm(DRIFTED - home)
+    assert np.linalg.norm(state.q - DRIFTED) > 1.5  # [rad]: the arm reconfigured
+    # The projection holds to first order, and the command lags its target: 1.1 cm over that
+    # reconfiguration, which a planner corrects as it goes.
+    assert np.linalg.norm(tcp_position(FR3, state.q) - tcp_position(FR3, DRIFTED)) < 0.02  # [m]
+
+
+def test_a_generator_told_to_leave_the_pull_out_shapes_as_one_without_it() -> None:
+    """``posture=False`` (a hold) gives exactly the chunk of a generator without the pull."""
+    with_pull = ChunkGenerator(FR3, ChunkConfig(velocity_fraction=0.3, posture_gain=0.5), 0.02)
+    without = ChunkGenerator(FR3, ChunkConfig(velocity_fraction=0.3), 0.02)
+    state, action = with_pull.rest(DRIFTED), np.full(7, 0.3)
+    a = with_pull.generate(state, action, posture=False)
+    b = without.generate(state, action)
+    np.testing.assert_array_equal(a.chunk.positions, b.chunk.positions)
+    assert not np.array_equal(with_pull.generate(state, action).chunk.positions, b.chunk.positions)
+    held = with_pull.generate(state, np.zeros(7), posture=False)
+    np.testing.assert_array_equal(held.chunk.positions, np.broadcast_to(DRIFTED, held.chunk.positions.shape))
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), gain=st.floats(0.1, 10.0), kind=st.integers(0, 3))
+def test_the_posture_pull_keeps_every_limit(seed: int, gain: float, kind: int) -> None:
+    rng = np.random.default_rng(seed)
+    gen = ChunkGenerator(FR3, ChunkConfig(velocity_fraction=0.3, posture_gain=gain), 0.02)
+    q0 = rng.uniform(FR3.limits.q_min + 0.06, FR3.limits.q_max - 0.06)
+    n = 100
+    Q = _rollout(gen, q0, _adversarial_actions(rng, n, kind), rng.random(n) < 0.03)
+    _assert_within_limits(Q, margin=gen.config.position_margin - ROUNDING)
+
+
+def test_a_posture_gain_needs_a_robot_with_a_start_pose() -> None:
+    import dataclasses
+
+    with pytest.raises(ConfigError, match=r"posture_gain=-0.1 is out of range"):
+        ChunkConfig(posture_gain=-0.1)
+    no_home = dataclasses.replace(FR3, start_q=None)
+    with pytest.raises(ConfigError, match=r"posture_gain=0.5 needs a robot with a start pose .* start pose unset"):
+        ChunkGenerator(no_home, ChunkConfig(posture_gain=0.5), 0.02)
+    ChunkGenerator(no_home, ChunkConfig(), 0.02)  # without the pull it needs none

@@ -560,3 +560,38 @@ def test_a_planner_slowed_past_the_budget_falls_back_to_the_policy_and_says_why(
     assert inner.names().count("policy") >= 3  # the policy prior is not slowed
     with pytest.raises(ConfigError, match="delay=-0.01"):
         SlowedBackend(inner, -0.01)
+
+
+def test_a_hold_brakes_to_rest_without_the_posture_pull_and_planning_keeps_it() -> None:
+    """With ``ChunkConfig.posture_gain`` a planned tick pulls the joints home in the null space even
+    at a zero action (as in training); a hold leaves the pull out, so the arm comes to rest where it is.
+    """
+    drifted = np.array([0.86, -1.56, -0.97, -2.8, 1.37, 4.02, -2.07])
+    clock = FakeClock()
+    generator = ChunkGenerator(FR3, ChunkConfig(velocity_fraction=0.3, posture_gain=0.5), DT)
+    loop = ControlLoop(backend_for(clock, generator), generator, OBSERVER, LoopConfig(dt=DT), clock=clock)
+    loop.reset(drifted)
+    held = tick(loop, clock, q=drifted, hold=True)
+    assert held.level == FallbackLevel.HOLD
+    np.testing.assert_array_equal(held.chunk.positions, np.broadcast_to(drifted, held.chunk.positions.shape))
+    planned = tick(loop, clock, q=drifted)
+    assert planned.level == FallbackLevel.MPPI
+    expected = generator.generate(generator.rest(drifted), planned.action)
+    np.testing.assert_array_equal(planned.chunk.positions, expected.chunk.positions)
+    unpulled = generator.generate(generator.rest(drifted), planned.action, posture=False)
+    assert not np.array_equal(planned.chunk.positions, unpulled.chunk.positions)
+
+
+def test_a_contract_from_before_the_posture_pull_is_one_without_it() -> None:
+    """A contract that does not record ``posture_gain`` (exports made before it existed) was shaped
+    without the pull: a generator without it runs it; one with it is refused, the field named.
+    """
+    plain = ChunkGenerator(FR3, ChunkConfig(), DT)
+    control = fr3_control(plain)
+    old_chunk = {k: v for k, v in control.action["chunk"].items() if k != "posture_gain"}
+    old = dataclasses.replace(control, action={**control.action, "chunk": old_chunk})
+    clock = FakeClock()
+    ControlLoop(FakeBackend(clock, model_contract(old)), plain, OBSERVER, LoopConfig(dt=DT), clock=clock)
+    pulled = ChunkGenerator(FR3, ChunkConfig(posture_gain=0.5), DT)
+    with pytest.raises(ModelContractError, match=r"'action.chunk.posture_gain' is 0.0; .* with 0.5"):
+        ControlLoop(FakeBackend(clock, model_contract(old)), pulled, OBSERVER, LoopConfig(dt=DT), clock=clock)

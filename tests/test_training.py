@@ -192,10 +192,14 @@ def test_fine_tune_starts_from_the_model_plans_from_the_start_and_skips_the_burs
     assert tuned.agent.updates == 100  # one per step from step 200, no burst of 200 (a fresh run makes 299)
     assert load_checkpoint(tmp_path / "tune").state["trainer"]["step"] == 300
     other = {"robot": "toy", "dt": 0.02, "joint_names": ["x"]}
-    with pytest.raises(CheckpointError, match=r"different control contract: dt"):
-        _trainer(tmp_path / "b", steps=60, contract=other).initialize(
-            load_checkpoint(save_model_only(_small_contract_run(tmp_path), tmp_path / "m2"))
-        )
+    recorded = load_checkpoint(save_model_only(_small_contract_run(tmp_path), tmp_path / "m2"))
+    with pytest.raises(CheckpointError, match=r"different control contract: dt.*init_contract_change=true"):
+        _trainer(tmp_path / "b", steps=60, contract=other).initialize(recorded)
+    moved = _trainer(tmp_path / "moved", steps=210, contract=other)  # into a new contract, on purpose
+    assert moved.initialize(recorded, contract_change=True) == ["dt: checkpoint 0.05 != requested 0.02"]
+    moved.train()
+    assert load_checkpoint(tmp_path / "moved").contract == other  # the fine-tuned model records the new one
+    assert tuned.initialize(slim, contract_change=True) == []
     wide = _trainer(tmp_path / "wide", steps=10)
     wide.agent = TDMPC2(
         model_config("small", 3, 1, enc_dim=96, mlp_dim=64, latent_dim=32), AgentConfig(planner=PLANNER), 40

@@ -17,7 +17,10 @@ violates the robot's limits, whatever the action sequence:
   limit ramps its acceleration down, so an acceleration whose brake would cross the margin is moved
   towards braking (the brake itself always qualifies: it continues the previous chunk's brake);
 - with ``brake_to_rest`` every chunk ends at rest, so a planner that misses ticks makes the arm
-  decelerate smoothly instead of tripping a reflex when the trajectory ends.
+  decelerate smoothly instead of tripping a reflex when the trajectory ends;
+- with ``posture_gain`` the velocity target gains a pull towards the robot's start pose inside the
+  null space of the TCP position (joint motions that leave the TCP where it is), so a redundant arm
+  that reaches one position goal after another does not wander into odd postures.
 
 The velocity target is approached as fast as those limits allow, without overshoot: the acceleration
 is chosen so that ramping it back to zero at the jerk limit lands exactly on the target.
@@ -36,6 +39,7 @@ from typing import NamedTuple
 import numpy as np
 
 from wm_control.errors import ConfigError, InputError, WmControlError, check_finite, check_range
+from wm_control.kinematics import tcp_jacobian
 from wm_control.robot import RobotSpec, velocity_bounds
 from wm_control.trajectory import TrajectoryChunk
 
@@ -60,6 +64,14 @@ class ChunkConfig:
         it absorbs the overshoot of a jerk-limited command chasing a bound that shrinks as it moves.
     tracking_knots: knots that follow the velocity target before braking, >= 1.
     brake_to_rest: append knots that bring the command to rest at the end of each chunk.
+    posture_gain: null-space pull towards ``RobotSpec.start_q`` [1/s], >= 0; 0: off. The velocity
+        target becomes ``action * scale + N(q) k (start_q - q)``, clipped to the action's range
+        (``+-scale``), where ``N`` projects onto the joint velocities that leave the TCP position where it
+        is (damped, so it stays bounded near singularities). It changes where the elbow and wrist go, not
+        where the TCP goes (to first order). Without it, a 7-joint arm that reaches 3-D goal after goal
+        drifts: measured on ``fr3-reach``, the wrist joints ended near their limits after 4-5 goals and
+        the planner stalled 3-9 cm short of the later goals. A generator that holds
+        (``generate(..., posture=False)``) leaves it out, so a hold brakes to rest.
     """
 
     velocity_fraction: float | tuple[float, ...] = 0.5
@@ -70,6 +82,7 @@ class ChunkConfig:
     velocity_margin: float = 0.1
     tracking_knots: int = 1
     brake_to_rest: bool = True
+    posture_gain: float = 0.0
 
     def __post_init__(self) -> None:
         fracs = self.velocity_fraction if isinstance(self.velocity_fraction, tuple) else (self.velocity_fraction,)
@@ -82,6 +95,7 @@ class ChunkConfig:
         check_range("ChunkConfig.position_margin", self.position_margin, 0.0, 0.5)
         check_range("ChunkConfig.velocity_margin", self.velocity_margin, 0.0, 1.0)
         check_range("ChunkConfig.tracking_knots", self.tracking_knots, 1, 1000)
+        check_range("ChunkConfig.posture_gain", self.posture_gain, 0.0, 10.0)
 
 
 class CommandState(NamedTuple):
@@ -136,6 +150,12 @@ class ChunkGenerator:
             raise ConfigError(
                 f"ChunkConfig.velocity_fraction has {len(config.velocity_fraction)} values; "
                 f"expected 1 or {spec.dof} for robot {spec.name!r}"
+            )
+        if config.posture_gain > 0.0 and (spec.start_q is None or spec.dof <= 3):
+            raise ConfigError(
+                f"ChunkConfig.posture_gain={config.posture_gain} needs a robot with a start pose and more than 3 "
+                f"joints (robot {spec.name!r}: {spec.dof} joints, start pose "
+                f"{'set' if spec.start_q is not None else 'unset'}); use 0"
             )
         frac = np.broadcast_to(np.asarray(config.velocity_fraction, dtype=np.float64), (spec.dof,))
         self.spec = spec
@@ -333,13 +353,29 @@ class ChunkGenerator:
         lo, hi = self.velocity_envelope(q, dq)
         return self._guard(q, dq, ddq, self._accel_towards(dq, ddq, np.minimum(np.maximum(target, lo), hi)))
 
-    def generate(self, state: CommandState, action: np.ndarray) -> ChunkResult:
+    def posture_pull(self, q: np.ndarray) -> np.ndarray:
+        """The null-space pull ``N(q) k (start_q - q)`` [rad/s] at command position ``q (n,)``
+        (``ChunkConfig.posture_gain``); zeros when the gain is 0.
+        """
+        k = self.config.posture_gain
+        if k == 0.0:
+            return np.zeros(self.spec.dof)
+        assert self.spec.start_q is not None  # checked in __init__
+        pull = k * (self.spec.start_q - q)
+        J = tcp_jacobian(self.spec, q)[:3]
+        # N = I - J^T (J J^T + lambda^2 I)^-1 J: the damping (1 cm per rad) keeps it bounded where J
+        # loses rank; elsewhere the TCP velocity it leaves is lambda^2 / (sigma^2 + lambda^2) of the pull's.
+        return pull - J.T @ np.linalg.solve(J @ J.T + _POSTURE_DAMPING**2 * np.eye(3), J @ pull)
+
+    def generate(self, state: CommandState, action: np.ndarray, *, posture: bool = True) -> ChunkResult:
         """Build the chunk for one control tick.
 
         Args:
             state: command state at the start of the tick (the previous result's ``next_state``, or
                 ``rest(q)`` after a reset), each field ``(n,)``.
             action: ``(n,)`` normalised velocity targets in [-1, 1].
+            posture: add the null-space posture pull (``ChunkConfig.posture_gain``); ``False`` for a hold,
+                which brakes to rest.
 
         Returns:
             ``ChunkResult``: the chunk (``num_knots`` knots) and the command state at its first knot.
@@ -350,6 +386,9 @@ class ChunkGenerator:
         """
         q, dq, ddq = self._check_state(state)
         target = self.action_to_velocity(action)
+        if posture and self.config.posture_gain > 0.0:
+            scale = self.velocity_scale
+            target = np.minimum(np.maximum(target + self.posture_pull(q), -scale), scale)
         positions = np.empty((self.num_knots, self.spec.dof))
         velocities = np.zeros((self.num_knots, self.spec.dof))
         a, rollout = self._track(q, dq, ddq, target)
@@ -366,6 +405,10 @@ class ChunkGenerator:
             velocities[tracking - 1 : tracking - 1 + tail] = rollout.velocities[1:]
             positions[tracking - 1 + tail :] = rollout.positions[-1]
         return ChunkResult(TrajectoryChunk(positions, velocities, self.dt), first)
+
+
+# Damping of the posture pull's null-space projector [m/rad] (``ChunkGenerator.posture_pull``).
+_POSTURE_DAMPING = 0.01
 
 
 class _Rollout(NamedTuple):

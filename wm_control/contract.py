@@ -20,10 +20,29 @@ from typing import Any
 
 from wm_control.errors import ModelContractError
 
-__all__ = ["CONTRACT_VERSION", "ControlContract", "ModelContract", "first_difference"]
+__all__ = [
+    "CHUNK_FIELDS_ADDED",
+    "CONTRACT_VERSION",
+    "ControlContract",
+    "ModelContract",
+    "first_difference",
+    "with_added_chunk_fields",
+]
 
 # 2: the goal's workspace is part of the contract, and model.json lists every exported file's sha256.
 CONTRACT_VERSION = 2
+
+# ChunkConfig fields added after contracts of this version were first written, with the value that
+# shapes chunks as before them: a contract that does not record one was made without it.
+CHUNK_FIELDS_ADDED: dict[str, Any] = {"posture_gain": 0.0}
+
+
+def with_added_chunk_fields(action: Mapping[str, Any]) -> dict[str, Any]:
+    """A contract's ``action`` with the ``CHUNK_FIELDS_ADDED`` its ``chunk`` predates filled in, for
+    comparison with what today's code records.
+    """
+    chunk = action.get("chunk")
+    return {**action, "chunk": {**CHUNK_FIELDS_ADDED, **chunk}} if isinstance(chunk, Mapping) else dict(action)
 
 
 def first_difference(expected: Any, actual: Any, path: str = "") -> str | None:
@@ -227,7 +246,11 @@ class ModelContract:
                 None if velocity_scale is None else [float(v) for v in velocity_scale],
                 "the controller scales by",
             ),
-            "action.chunk": (self.action.get("chunk"), chunk, "the controller shapes chunks with"),
+            "action.chunk": (
+                with_added_chunk_fields(self.action).get("chunk"),
+                chunk,
+                "the controller shapes chunks with",
+            ),
         }
         for field, (recorded, actual, says) in expected.items():
             if actual is None:

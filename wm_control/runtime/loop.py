@@ -350,7 +350,8 @@ class ControlLoop:
             chunk = TrajectoryChunk(np.empty((0, n)), np.empty((0, n)), self.generator.dt)
         else:
             t0 = self._clock()
-            result = self.generator.generate(self._command, decision.action)
+            # A hold brakes to rest: no posture pull (ChunkConfig.posture_gain) moves the joints on.
+            result = self.generator.generate(self._command, decision.action, posture=level != FallbackLevel.HOLD)
             self._chain.record("generate", self._clock() - t0)
             chunk, self._command = result.chunk, result.next_state
         end = self._clock()

@@ -209,18 +209,29 @@ class Trainer:
         if self.contract is None:
             self.contract = ckpt.contract  # later checkpoints of the run keep the contract it was trained under
 
-    def initialize(self, ckpt: Checkpoint) -> None:
+    def initialize(self, ckpt: Checkpoint, *, contract_change: bool = False) -> list[str]:
         """Start a fine-tuning run from ``ckpt``'s model (a run's checkpoint or a model-only copy).
 
+        ``contract_change``: the run may change the control contract the model was trained under
+        (e.g. a new chunk-shaping value); the fine-tuned model learns the new one and its checkpoints
+        record it. The observation and action sizes must still fit the weights.
+
+        Returns:
+            The contract fields that differ from ``ckpt``'s (empty when none), each as
+            ``"field: checkpoint X != requested Y"``.
+
         Raises:
-            CheckpointError: ``ckpt`` was trained under a different control contract, or its weights
-                do not fit this agent.
+            CheckpointError: ``ckpt`` was trained under a different control contract (and
+                ``contract_change`` is off), or its weights do not fit this agent.
         """
+        diffs: list[str] = []
         if self.contract is not None and ckpt.contract is not None and ckpt.contract != self.contract:
-            diffs = "; ".join(config_differences(ckpt.contract, self.contract))
-            raise CheckpointError(
-                f"checkpoint {ckpt.path / 'state.json'} was trained under a different control contract: {diffs}"
-            )
+            diffs = config_differences(ckpt.contract, self.contract)
+            if not contract_change:
+                raise CheckpointError(
+                    f"checkpoint {ckpt.path / 'state.json'} was trained under a different control contract: "
+                    f"{'; '.join(diffs)} (fine-tune into the new contract on purpose with init_contract_change=true)"
+                )
         try:
             self.agent.load_weights(ckpt.tensors, ckpt.state["agent"])
         except WmControlError as exc:
@@ -231,6 +242,7 @@ class Trainer:
                 f"checkpoint {ckpt.path} does not fit this agent ({type(exc).__name__}: {detail})"
             ) from None
         self.fine_tune = True
+        return diffs
 
     # --- evaluation -----------------------------------------------------------------------------------
     def evaluate(self, episodes: int, video: bool) -> EvalSummary:
