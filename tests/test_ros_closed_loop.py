@@ -10,16 +10,9 @@ import json
 import time
 from pathlib import Path
 
-import pytest
 from rosproc import launched
 
 
-# Not met on every run yet (issue 13): with one intra-op thread and ticks on the joint states
-# (2026-12-05), 5 of 8 runs of this test on this 2-core machine passed and 3 reached 8 of 10, without
-# a reflex. Three more launches of the same scenario reached 8, 6 and 8: goal 5 missed in each (the arm
-# stops 7 cm away), the others missed in one run only. The test runs in every `make test` and reports
-# XPASS when the closed loop meets the issue's bar.
-@pytest.mark.xfail(reason="issue 13: the closed loop over ROS does not reach >= 9 of 10 goals yet", strict=False)
 def test_the_arm_reaches_seeded_goals_through_three_ros_processes(shipped_export: Path, tmp_path: Path) -> None:
     export = shipped_export
     summary, log = tmp_path / "summary.json", tmp_path / "launch.log"

@@ -28,7 +28,16 @@ __all__ = ["REACH_ENV_DEFAULTS", "REACH_TRAINING_PLANNER", "ReachConfig", "Reach
 # Chunks start 30 ms after their tick (env.playout_delay): the dead time of the deployed link, where the
 # ROS sim node runs its 1 kHz layer that far behind the stamps to absorb DDS and planning jitter. A model
 # trained without it reaches its goals over ROS and then drifts off (measured: 27 cm after 6 s at 30 ms).
-REACH_ENV_DEFAULTS: dict[str, Any] = {"dt": 0.02, "chunk": {"velocity_fraction": 0.3}, "playout_delay": 0.03}
+# Every chunk pulls the joints towards the home pose inside the null space of the TCP position at
+# 0.25 /s (ChunkConfig.posture_gain). Without it the 7-DOF arm's posture drifts over a sequence of goals
+# until the wrist sits near its limits and the planner stalls 3-9 cm short (bench/ros_link.py, seeds
+# 0-15: 125 of 160 goals; the same model with the pull added at deployment, 144 at 0.5 and 153 at 0.25;
+# fine-tuned with it at 0.25, 158).
+REACH_ENV_DEFAULTS: dict[str, Any] = {
+    "dt": 0.02,
+    "chunk": {"velocity_fraction": 0.3, "posture_gain": 0.25},
+    "playout_delay": 0.03,
+}
 
 # fr3-reach's training planner budget: 128 samples x 3 iterations x horizon 3 (16 elites, 6 policy
 # trajectories: TD-MPC2's 64 of 512 and 24 of 512, scaled). The shipped models/fr3-reach was trained
