@@ -5,7 +5,9 @@
   and leaves the node unconfigured.
 - activate: a timer at the contract's ``dt``; each tick sends the latest ``joint_states`` and goal
   through ``Commander.tick`` (ControlLoop -> safety layer -> stamped chunk) and publishes the chunk on
-  ``/<controller>/joint_trajectory``; ``~/goal`` (geometry_msgs/PointStamped, base frame) sets the
+  ``/<controller>/joint_trajectory`` (depth 1: a robot that starts listening gets no queue of old
+  chunks; while nothing subscribes, nothing is planned or sent, ``/diagnostics`` says ERROR, and the
+  robot that comes starts from rest where it is measured); ``~/goal`` (geometry_msgs/PointStamped, base frame) sets the
   goal (one outside the model's workspace is refused with a warning; the previous goal stays);
   ``~/hold`` (std_srvs/SetBool) holds until released; ``/diagnostics`` at ``diagnostics_period``.
 - deactivate: one last tick with a hold (the brake to rest), then nothing more is published.
@@ -155,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
             self.log = TickLog()
             self.tick_timers: list[Any] = []
             self.traj_pub = self.diag_pub = None
+            self.unheard = False  # nothing subscribed to the command topic at the last tick
 
         def now(self) -> float:
             """Seconds since the node started: stamps near 1e9 s would lose the knot grid's precision."""
@@ -208,7 +211,13 @@ def main(argv: list[str] | None = None) -> None:
             self.names = spec.joint_names
             self.goal_space = backend.contract.goal
             latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-            self.traj_pub = self.create_lifecycle_publisher(JointTrajectory, f"/{p.controller}/joint_trajectory", 10)
+            # Depth 1: a command superseded is worthless. A robot that starts listening (restarted) must
+            # not be handed a queue of old chunks by the reliable writer, planned while it did not listen.
+            self.traj_pub = self.create_lifecycle_publisher(
+                JointTrajectory,
+                f"/{p.controller}/joint_trajectory",
+                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE),
+            )
             self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
             reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
             self.create_subscription(JointState, p.joint_states, self.on_state, reliable)
@@ -277,6 +286,8 @@ def main(argv: list[str] | None = None) -> None:
         def on_tick(self) -> None:
             if self.commander is None or self.state is None or self.goal is None:
                 return
+            if self.traj_pub is not None and not self.listened():
+                return
             t, q, dq = self.state
             start, received = self.now(), self.state_received
             out = self.commander.tick(t, q, dq, self.goal, hold=self.hold)
@@ -289,6 +300,23 @@ def main(argv: list[str] | None = None) -> None:
             if self.run_stats is None:
                 self.run_stats = RunStats(self.commander.loop.config.dt)
             self.run_stats.add(start, out, counters, received, sent)
+
+        def listened(self) -> bool:
+            """Whether anything subscribes to the command topic. While nothing does, nothing is planned or
+            sent and the commander restarts: the robot that comes starts from rest where it is measured.
+            """
+            assert self.traj_pub is not None and self.commander is not None
+            topic = f"/{self.p.controller}/joint_trajectory"
+            count = self.traj_pub.get_subscription_count()
+            if count == 0:
+                if not self.unheard:
+                    self.get_logger().error(f"nothing subscribes to {topic}: not commanding until the robot listens")
+                self.commander.restart()
+            elif self.unheard:
+                self.get_logger().info(f"{topic} has a subscriber again: starting from the measured state")
+            self.unheard = count == 0
+            self.log.set_listeners(topic, count)
+            return count > 0
 
         def check_rivals(self) -> None:
             """Another node publishing on the command topic means two controllers command one robot."""

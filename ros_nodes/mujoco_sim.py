@@ -12,8 +12,10 @@
   active trajectory passes through its start state, without a jump (evaluated at once at ``now -
   stamp``, the old trajectory has already left that state, since it brakes after its first knot); a
   later one takes over with the difference decaying smoothly (``sim.tracking.JOIN_TIME``). One
-  stamped in the future, older than itself or older than the active one is refused and counted
-  (``FR3Sim.send_stamped``). ``stats_file`` gets the run's lateness, refusals and reflexes at exit.
+  stamped in the future, older than itself or older than the active one, or one too far from the
+  command to join within the limits (planned from a command this robot never executed, e.g. sent
+  before a restarted sim listened) is refused and counted (``FR3Sim.send_stamped``). ``stats_file``
+  gets the run's lateness, refusals and reflexes at exit.
 - On a reflex the arm stops, ``/diagnostics`` says why (ERROR), and it waits for ``~/reset``
   (std_srvs/Trigger), as a real Franka waits for error recovery.
 """

@@ -25,8 +25,14 @@ A chunk arrives in one of two forms (``wm_control.trajectory``):
   delay tripped the jerk reflex.) A chunk is refused (``Refusal``: not applied, the
   active trajectory continues) when its stamp is more than one servo period ahead of the layer's
   clock (the clocks disagree), when it would end before it starts executing (``stamp + duration <
-  now - playout_delay``), or when it is older than a stamped chunk already accepted (it would roll
-  the command back).
+  now - playout_delay``), when it is older than a stamped chunk already accepted (it would roll
+  the command back), or when it starts so far from the command where it takes over that the join
+  would need longer than ``JOIN_TIME_MAX`` to stay within its budget (``"unjoinable"``: a chunk far
+  past its playout delay while the arm accelerates, or one planned from a command this layer never
+  executed, e.g. a burst of old chunks a restarted robot receives when DDS delivers what was sent
+  before it listened; joined, they tripped the acceleration reflex). Every chunk ends at rest, so
+  the active one brakes the arm within the limits, and the controller, seeing the robot stop away
+  from its commands, starts afresh from the measured state (``wm_control.runtime.commander``).
 
 ``TrackingController`` produces, for each tick, the desired position ``q_d`` [rad] and velocity
 ``dq_d`` [rad/s] and the actuator command ``ctrl = kp q_d + kd dq_d`` [N m]. The rest of the law is
@@ -62,7 +68,7 @@ FRANKA_JTC_KP = (600.0, 600.0, 600.0, 600.0, 250.0, 150.0, 50.0)
 FRANKA_JTC_KD = (30.0, 30.0, 30.0, 30.0, 10.0, 10.0, 5.0)
 
 # Why a stamped chunk is refused (see the module docstring).
-REFUSAL_REASONS = ("future", "expired", "out_of_order")
+REFUSAL_REASONS = ("future", "expired", "out_of_order", "unjoinable")
 
 # How long a join offset takes to decay at least [s] (``_offset``), and the difference below which a
 # take-over counts as exact (a chunk that starts where the command is, as consecutive chunks of a
@@ -70,8 +76,8 @@ REFUSAL_REASONS = ("future", "expired", "out_of_order")
 JOIN_TIME = 0.2
 _JOIN_EPS = 1e-12
 # The longest a join offset takes to decay [s]: a longer one would move the command far from both
-# chunks (the velocity difference integrates to a position excursion of about 0.19 |v| T), so a very
-# large difference (a chunk far past its playout delay) may exceed the limits and trip a reflex instead.
+# chunks (the velocity difference integrates to a position excursion of about 0.19 |v| T). A chunk
+# whose join needs longer to stay within ``JOIN_BUDGET`` is refused as ``"unjoinable"``.
 JOIN_TIME_MAX = 0.4
 # The share of the FR3's acceleration and jerk limits a join offset may add to the chunk's own: chunks
 # are shaped to 0.8 of the limits (ChunkConfig), so chunk + offset stay below 0.95 of them.
@@ -260,18 +266,31 @@ class TrackingController:
             why = None
         if why is not None:
             return Refusal(why[0], stamp, now, why[1])
-        self._newest_stamp = stamp
         # Pending stamps are older than this one or equal to it (a re-plan of the same tick, replaced).
-        self._pending = [p for p in self._pending if p.chunk.stamp < stamp - _TIME_EPS]
-        due_in = stamp - run_at
+        kept = [p for p in self._pending if p.chunk.stamp < stamp - _TIME_EPS]
+        due_in, elapsed = stamp - run_at, run_at - stamp
         if due_in > _TIME_EPS:
-            self._pending.append(_Pending(chunk, due_in))
+            pending = [*kept, _Pending(chunk, due_in)]
+            _, _, dp, dv, _ = self._switches(due_in, pending)[-1]
         else:
             # Due now: older pending chunks would be due already and were activated by ``commit``.
-            self._pending.clear()
-            elapsed = run_at - stamp
+            pending = []
             new = sample_hermite(chunk.start_q, chunk.start_dq, chunk.chunk, np.array([elapsed]))
-            self._take_over(chunk, elapsed, self._cmd_q - new.q[0], self._cmd_dq - new.dq[0], 0.0)
+            dp, dv = self._cmd_q - new.q[0], self._cmd_dq - new.dq[0]
+        need = self._join_need(dp, dv)
+        if need > JOIN_TIME_MAX:
+            return Refusal(
+                "unjoinable",
+                stamp,
+                now,
+                f"chunk starts {np.abs(dp).max():.3g} rad and {np.abs(dv).max():.3g} rad/s away from the command "
+                f"where it takes over ({max(-due_in, 0.0) * 1e3:.0f} ms past its playout delay); joining it within "
+                f"the limits would take {need:.2f} s, more than {JOIN_TIME_MAX} s",
+            )
+        self._newest_stamp = stamp
+        self._pending = pending
+        if not pending:
+            self._take_over(chunk, elapsed, dp, dv, 0.0)
         return None
 
     def _take_over(self, chunk: StampedChunk, elapsed: float, dp: np.ndarray, dv: np.ndarray, off_t: float) -> None:
@@ -288,26 +307,35 @@ class TrackingController:
         """How long a join offset of ``p`` [rad], ``v`` [rad/s] ``(7,)`` takes to decay [s]: ``JOIN_TIME``,
         or longer where the offset's own acceleration or jerk would exceed ``JOIN_BUDGET`` of the FR3's
         limits (a chunk past its playout delay while the arm accelerates: the offset decays more
-        slowly instead of tripping a reflex), at most ``JOIN_TIME_MAX``. Each term of the offset keeps to
-        half the budget: ``|p| D2H0 / T^2 + |v| D2H1 / T <= a`` and ``|p| D3H0 / T^3 + |v| D3H1 / T^2 <= j``
-        per joint.
+        slowly instead of tripping a reflex), at most ``JOIN_TIME_MAX`` (``send_stamped`` refuses a
+        chunk that would need longer).
+        """
+        return min(JOIN_TIME_MAX, max(JOIN_TIME, self._join_need(p, v)))
+
+    def _join_need(self, p: np.ndarray, v: np.ndarray) -> float:
+        """The shortest decay time [s] that keeps a join offset of ``p`` [rad], ``v`` [rad/s] ``(7,)``
+        within the budget: each term of the offset keeps to half of it, ``|p| D2H0 / T^2 + |v| D2H1 / T
+        <= a`` and ``|p| D3H0 / T^3 + |v| D3H1 / T^2 <= j`` per joint.
         """
         p, v = np.abs(p), np.abs(v)
         a, j = self._join_acc, self._join_jerk
         need = np.maximum.reduce([
             np.sqrt(2 * _D2H0 * p / a), 2 * _D2H1 * v / a, np.cbrt(2 * _D3H0 * p / j), np.sqrt(2 * _D3H1 * v / j)
         ])  # fmt: skip
-        return min(JOIN_TIME_MAX, max(JOIN_TIME, float(need.max())))
+        return float(need.max())
 
-    def _switches(self, horizon: float) -> list[tuple[float, _Pending, np.ndarray, np.ndarray, float]]:
-        """The pending chunks that take over within ``horizon`` [s] of the last executed tick, in order,
-        each with the join offset it starts with: the command (the piece before it, offset included)
-        minus the chunk's own start state, at its stamp (plus the playout delay), and its decay time.
+    def _switches(
+        self, horizon: float, pending: list[_Pending] | None = None
+    ) -> list[tuple[float, _Pending, np.ndarray, np.ndarray, float]]:
+        """The ``pending`` chunks (default: those accepted) that take over within ``horizon`` [s] of the
+        last executed tick, in order, each with the join offset it starts with: the command (the piece
+        before it, offset included) minus the chunk's own start state, at its stamp (plus the playout
+        delay), and its decay time.
         """
         out = []
         q0, dq0, chunk, t0 = self._chunk_q0, self._chunk_dq0, self._chunk, self._chunk_t
         op, ov, ot0, oT, origin = self._off_p, self._off_v, self._off_t, self._off_T, 0.0
-        for p in self._pending:
+        for p in self._pending if pending is None else pending:
             if p.due_in - _TIME_EPS > horizon:
                 break
             tau = np.array([p.due_in])

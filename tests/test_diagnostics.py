@@ -71,7 +71,7 @@ def test_run_stats_summarise_periods_latency_levels_and_misses() -> None:
     assert RunStats(DT).summary()["tick_period_p50_ms"] is None  # no ticks: no numbers, not NaN
 
 
-def test_rejected_joint_states_and_a_second_command_publisher_reach_the_operator() -> None:
+def test_rejected_states_a_second_command_publisher_and_no_listener_reach_the_operator() -> None:
     commander, clock = make()
     log = TickLog()
     reason = "JointState lacks joint(s) ['fr3_joint7']; it has ['fr3_joint1']"
@@ -98,3 +98,11 @@ def test_rejected_joint_states_and_a_second_command_publisher_reach_the_operator
     log.set_rivals("/fr3_arm_controller/joint_trajectory", [])
     log.add(commander.tick(next_period(clock), Q0, np.zeros(7), GOAL), commander.counters)
     assert log.report().level == OK
+    log.set_listeners("/fr3_arm_controller/joint_trajectory", 0)  # the node sends nothing then
+    report = log.report()
+    assert report.level == ERROR and "no robot listening" in report.message, report.message
+    assert report.values["command topic"] == "nothing subscribes to /fr3_arm_controller/joint_trajectory"
+    log.set_listeners("/fr3_arm_controller/joint_trajectory", 1)
+    log.add(commander.tick(next_period(clock), Q0, np.zeros(7), GOAL), commander.counters)
+    report = log.report()
+    assert report.level == OK and "command topic" not in report.values

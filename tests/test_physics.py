@@ -262,7 +262,7 @@ def _drive(sim: FR3Sim, actions: np.ndarray, delays_ms: np.ndarray, stamped: boo
         if delay_ms and sim.advance(delay_ms * H).reflex is not None:
             break
         if stamped:
-            assert sim.send_stamped(StampedChunk(stamp, state.q, state.dq, res.chunk)) is None
+            sim.send_stamped(StampedChunk(stamp, state.q, state.dq, res.chunk))  # refusals: sim.refused_chunks
         else:
             sim.send(res.chunk)
         if sim.advance(DT - delay_ms * H).reflex is not None:
@@ -307,18 +307,19 @@ def test_stamped_chunks_at_zero_delay_reproduce_send_exactly() -> None:
         np.testing.assert_allclose(own.command[0], plain.command[0], rtol=0, atol=1e-12)
         np.testing.assert_allclose(own.data.qpos, plain.data.qpos, rtol=0, atol=1e-9)
         state = res.next_state
-    assert stamped.refused_chunks == {"future": 0, "expired": 0, "out_of_order": 0}
+    assert stamped.refused_chunks == {"future": 0, "expired": 0, "out_of_order": 0, "unjoinable": 0}
 
 
 def test_late_stamped_chunks_within_the_playout_delay_trip_no_reflex() -> None:
     """Chunks delivered 0-15 ms late with random jitter (20 aggressive sequences x 50 ticks, 30 % velocity).
 
-    Stamped, with a 15 ms playout delay, no reflex fires and the command is the one of on-time
-    delivery: each chunk takes over exactly at the previous chunk's first knot. Plain ``send`` trips the
-    acceleration / jerk reflexes (each chunk starts from wherever the command is when it arrives).
-    Stamped delivery without a playout delay trips them in about half of the sequences: every chunk
-    joins late, and the join offset absorbs the difference within its share of the limits only while it
-    can decay within ``JOIN_TIME_MAX``; and the command is no longer the on-time one.
+    Stamped, with a 15 ms playout delay, no chunk is refused, no reflex fires and the command is the
+    one of on-time delivery: each chunk takes over exactly at the previous chunk's first knot. Plain
+    ``send`` trips the acceleration / jerk reflexes (each chunk starts from wherever the command is
+    when it arrives). Stamped delivery without a playout delay joins every chunk late: the join offset
+    absorbs the difference within its share of the limits where it can decay within
+    ``JOIN_TIME_MAX``, and a chunk that would need longer is refused as unjoinable (the active chunk
+    brakes instead), so no reflex fires either; but the command is no longer the on-time one.
     """
     model = build_model(hand=True, scene=True)
     buffered, unbuffered = FR3Sim(model, playout_delay=PLAYOUT), FR3Sim(model)
@@ -337,9 +338,10 @@ def test_late_stamped_chunks_within_the_playout_delay_trip_no_reflex() -> None:
             if sim.reflex is not None:
                 reflexes[key] += 1
                 kinds.add(sim.reflex.kind)
-    assert buffered.refused_chunks == {"future": 0, "expired": 0, "out_of_order": 0}
-    assert reflexes["stamped, playout 15 ms"] == 0, reflexes
-    assert reflexes["send"] >= 15 and reflexes["stamped, playout 0"] >= 5, reflexes
+    assert buffered.refused_chunks == {"future": 0, "expired": 0, "out_of_order": 0, "unjoinable": 0}
+    assert reflexes["stamped, playout 15 ms"] == 0 and reflexes["stamped, playout 0"] == 0, reflexes
+    assert unbuffered.refused_chunks["unjoinable"] >= 20, unbuffered.refused_chunks
+    assert reflexes["send"] >= 15, reflexes
     assert kinds <= {"acceleration", "jerk"}, kinds
     actions, delays = _aggressive_actions()[0], rng.integers(0, 16, 50)
     late, on_time = (_drive(unbuffered, actions, d, stamped=True) for d in (delays, np.zeros_like(delays)))
@@ -373,7 +375,7 @@ def test_refused_stamped_chunks_are_counted_and_the_active_trajectory_continues(
             assert "more than one servo period after the clock" in future.message
             assert expired is not None and expired.reason == "expired" and "before it would start" in expired.message
             assert older is not None and older.reason == "out_of_order" and older.now == now
-            assert sim.refused_chunks == {"future": 1, "expired": 1, "out_of_order": 1}
+            assert sim.refused_chunks == {"future": 1, "expired": 1, "out_of_order": 1, "unjoinable": 0}
             assert sim.last_refusal == older
         for s in (sim, twin):
             assert s.advance(DT).reflex is None
@@ -386,13 +388,47 @@ def test_refused_stamped_chunks_are_counted_and_the_active_trajectory_continues(
     assert sim.advance(0.2).reflex is None
     assert sim.send_stamped(_stamped_rest(FR3.start_q, sim.time - 5 * DT)) is None
     assert sim.send_stamped(_stamped_rest(FR3.start_q, sim.time + H)) is None
-    assert sim.refused_chunks == {"future": 1, "expired": 1, "out_of_order": 1}
+    assert sim.refused_chunks == {"future": 1, "expired": 1, "out_of_order": 1, "unjoinable": 0}
     assert sim.advance(DT).reflex is None
     np.testing.assert_array_equal(sim.command[0], FR3.start_q)
     with pytest.raises(InputError, match=r"stamped chunk start_q has shape \(6,\); expected \(7,\)"):
         sim.send_stamped(
             StampedChunk(sim.time, np.zeros(6), np.zeros(6), TrajectoryChunk(np.zeros((2, 6)), np.zeros((2, 6)), DT))
         )
+
+
+def test_a_burst_of_old_chunks_from_a_command_never_executed_is_refused_not_joined_into_a_reflex() -> None:
+    """What a restarted robot received over DDS in the killed-sim fault test (issue 13): the controller
+    planned 10 chunks from rest while the new sim did not listen yet, each from where the previous one
+    left the command, and the reliable writer delivered them at once, 100-300 ms late, to a sim at rest.
+    Joined, the later ones (planned at speed) need a longer decay than ``JOIN_TIME_MAX`` and tripped the
+    acceleration reflex; they are refused as unjoinable, the arm stays within the limits, and a chunk
+    from rest at the held position afterwards is accepted and joined exactly.
+    """
+    sim = FR3Sim(build_model(hand=True, scene=True), playout_delay=0.03)
+    sim.reset(FR3.start_q)
+    gen = ChunkGenerator(FR3, ChunkConfig(), DT, servo_period=sim.h)
+    state, chunks = gen.rest(FR3.start_q), []
+    for k in range(10):
+        res = gen.generate(state, np.ones(7))
+        chunks.append(StampedChunk(0.1 + k * DT, state.q, state.dq, res.chunk))
+        state = res.next_state
+    assert sim.advance(0.4).reflex is None
+    refusals = []
+    for chunk in chunks:
+        refusals.append(sim.send_stamped(chunk))
+        assert sim.advance(0.002).reflex is None
+    unjoinable = [r for r in refusals if r is not None]
+    assert len(unjoinable) >= 8 and {r.reason for r in unjoinable} == {"unjoinable"}, refusals
+    assert "away from the command where it takes over" in unjoinable[-1].message
+    assert "more than 0.4 s" in unjoinable[-1].message
+    assert sim.advance(1.0).reflex is None
+    assert np.abs(sim.dq).max() < 0.05  # the accepted chunks (if any) ended at rest
+    q = sim.command[0]
+    fresh = gen.generate(gen.rest(q), np.ones(7))
+    assert sim.send_stamped(StampedChunk(sim.time, q, np.zeros(7), fresh.chunk)) is None
+    assert sim.advance(0.5).reflex is None
+    assert sim.refused_chunks["unjoinable"] == len(unjoinable)
 
 
 def test_tracking_switches_to_a_pending_chunk_at_its_stamp_plus_the_playout_delay() -> None:
@@ -424,7 +460,8 @@ def test_tracking_switches_to_a_pending_chunk_at_its_stamp_plus_the_playout_dela
     assert tracker.pending == 0
     np.testing.assert_allclose(tracker.command[0], second.sample(np.array([0.047 - PLAYOUT])).q[0], atol=1e-12)
     # A re-plan with the same stamp replaces a pending chunk; ``send`` drops pending chunks.
-    third = StampedChunk(0.04, *tracker.command, TrajectoryChunk(knots, np.zeros((3, 7)), DT))
+    start = second.sample(np.array([0.04]))
+    third = StampedChunk(0.04, start.q[0], start.dq[0], TrajectoryChunk(knots, np.zeros((3, 7)), DT))
     assert tracker.send_stamped(third, 0.047) is None and tracker.send_stamped(third, 0.047) is None
     assert tracker.pending == 1
     tracker.send(TrajectoryChunk(knots, np.zeros((3, 7)), DT))

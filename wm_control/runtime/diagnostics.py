@@ -5,8 +5,9 @@ report (what ``/diagnostics`` carries).
 ``ERROR``), a one-line message, and the values: planner latency p50 / p99 / max [ms] and deadline
 misses over the window, ticks per fallback level, joint-state age [ms], safety interventions, and
 the cumulative counters of the loop and the safety layer. The node adds what it sees outside the
-ticks: joint-state messages it rejected (``reject``: wrong joint names or count) and other nodes
-publishing on its command topic (``set_rivals``). ``ERROR``: another node commands the robot, the
+ticks: joint-state messages it rejected (``reject``: wrong joint names or count), other nodes
+publishing on its command topic (``set_rivals``) and whether anything subscribes to it
+(``set_listeners``). ``ERROR``: another node commands the robot, nothing executes the commands, the
 arm is held by a fault (stale or bad state, no model output; with the last rejected message's reason
 when states were rejected) or the safety layer replaced a chunk; ``WARN``: rejected joint states,
 ticks below a full solve or deadline misses; ``OK`` otherwise.
@@ -50,6 +51,7 @@ class TickLog:
         self._counters: dict[str, int] = {}
         self._rejected_total = 0
         self._rivals: list[str] = []
+        self._unheard = ""
 
     def _start_window(self) -> None:
         self._latency: list[float] = []
@@ -70,6 +72,12 @@ class TickLog:
     def set_rivals(self, topic: str, nodes: list[str]) -> None:
         """Other nodes that publish on the command ``topic`` (empty: none); stays until set again."""
         self._rivals = [f"{topic} also has publisher(s) {nodes}"] if nodes else []
+
+    def set_listeners(self, topic: str, count: int) -> None:
+        """How many subscriptions the command ``topic`` has (0: the commands reach nothing, e.g. the
+        robot's trajectory controller is not loaded or the simulator is not up); stays until set again.
+        """
+        self._unheard = "" if count > 0 else f"nothing subscribes to {topic}"
 
     def has_rivals(self) -> bool:
         """Whether other publishers on the command topic were reported by ``set_rivals``."""
@@ -107,6 +115,8 @@ class TickLog:
         values["total joint states rejected"] = str(self._rejected_total)
         if self._rivals:
             values["other command publishers"] = self._rivals[0]
+        if self._unheard:
+            values["command topic"] = self._unheard
         values.update({f"total {k}": str(v) for k, v in sorted(self._counters.items())})
         level, message = self._verdict(ticks)
         self._start_window()
@@ -116,6 +126,8 @@ class TickLog:
         last = self._last
         if self._rivals:
             return ERROR, f"another controller commands the robot: {self._rivals[0]}"
+        if self._unheard:
+            return ERROR, f"no robot listening: {self._unheard} (is its trajectory controller running?); not commanding"
         rejected = f"{self._rejected} joint state(s) rejected, last: {self._rejection}" if self._rejected else ""
         if last is None or ticks == 0:
             if rejected:
