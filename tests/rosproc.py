@@ -98,10 +98,11 @@ class Observer:
     trajectories on the command topic, the robot's joint states, the controller's diagnostics. With
     ``relay`` it also republishes the robot's joint states on ``RELAYED``, passed through ``corrupt``
     (set by the test; ``None``: unchanged), for a controller that listens there. An executor spins it
-    on a thread of its own, so the relay keeps the robot's rate while the test waits.
+    on a thread of its own, so the relay keeps the robot's rate while the test waits. With ``listen``
+    false it does not subscribe to the command topic until ``listen()`` is called.
     """
 
-    def __init__(self, relay: bool = False) -> None:
+    def __init__(self, relay: bool = False, listen: bool = True) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PointStamped
@@ -117,7 +118,9 @@ class Observer:
         self.states: list[tuple[float, float]] = []  # (receive time, max |dq|)
         self.controller: list[tuple[float, int, str, dict[str, str]]] = []  # (receive time, level, message, values)
         self.corrupt: Callable[[Any], Any] | None = None
-        self.node.create_subscription(JointTrajectory, "/fr3_arm_controller/joint_trajectory", self._chunk, 10)
+        self._JointTrajectory = JointTrajectory
+        if listen:
+            self.listen()
         self.node.create_subscription(JointState, "/franka/joint_states", self._state, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diag, 10)
         self.relay = None
@@ -132,6 +135,10 @@ class Observer:
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._executor.spin, daemon=True)
         self._thread.start()
+
+    def listen(self) -> None:
+        """Subscribe to the command topic (``chunks`` records what arrives)."""
+        self.node.create_subscription(self._JointTrajectory, "/fr3_arm_controller/joint_trajectory", self._chunk, 10)
 
     def _chunk(self, msg: Any) -> None:
         self.chunks.append((time.monotonic(), max(abs(v) for p in msg.points for v in p.velocities)))
@@ -206,9 +213,9 @@ class Observer:
 
 
 @contextmanager
-def observer(relay: bool = False) -> Iterator[Observer]:
+def observer(relay: bool = False, listen: bool = True) -> Iterator[Observer]:
     """An ``Observer`` for the duration of a test."""
-    watcher = Observer(relay)
+    watcher = Observer(relay, listen)
     try:
         yield watcher
     finally:

@@ -182,6 +182,35 @@ def test_a_slowed_planner_falls_back_and_a_second_controller_is_reported(shipped
     no_reflex(tmp_path)
 
 
+def test_commands_nothing_subscribes_to_are_not_sent_and_the_operator_hears_it(
+    shipped_export: Path, tmp_path: Path
+) -> None:
+    """A robot whose trajectory controller is not there (here: the sim listens on another controller's
+    topic): the controller sends nothing and reports ERROR naming the topic; once something subscribes,
+    commands flow and the ERROR goes."""
+    delay = playout_delay(shipped_export)
+    params = {"export": shipped_export, "playout_delay": delay}
+    with (
+        observer(listen=False) as watch,
+        node("wm_mujoco_sim", {"playout_delay": delay, "controller": "other_controller"}, tmp_path / "sim.log"),
+        node("wm_mpc_controller", params, tmp_path / "controller.log"),
+    ):
+        assert watch.wait_for(lambda: watch.last_state_age() < 0.1, 20.0), "no joint states reach the observer"
+        watch.send_goal(GOALS[0])
+        says = "no robot listening: nothing subscribes to /fr3_arm_controller/joint_trajectory"
+        assert watch.wait_for(lambda: watch.status_since(0.0, ERROR, says), 10.0), watch.controller[-2:]
+        _, _, _, values = watch.controller[-1]
+        assert values["ticks"] == "0" and "total ticks" not in values, values  # nothing planned
+        watch.listen()
+        assert watch.wait_for(lambda: len(watch.chunks) > 10, 10.0), "no commands after a subscriber came"
+        since = time.monotonic()
+        assert watch.wait_for(lambda: watch.status_since(since, None) and watch.controller[-1][1] < ERROR, 5.0), (
+            watch.controller[-2:]
+        )
+        assert "command topic" not in watch.controller[-1][3]
+    assert "nothing subscribes to /fr3_arm_controller/joint_trajectory" in (tmp_path / "controller.log").read_text()
+
+
 @pytest.mark.parametrize("what", ["corrupted", "mismatched", "other dead time"])
 def test_a_corrupted_or_mismatched_model_fails_configure_with_the_reason(
     shipped_export: Path, tmp_path: Path, what: str
