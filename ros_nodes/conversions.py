@@ -13,6 +13,7 @@ Malformed messages raise ``InputError`` naming the field; nodes turn that into a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -112,15 +113,22 @@ def chunk_to_trajectory(joint_names: Sequence[str], chunk: StampedChunk, epoch_n
     msg.header.stamp = seconds_to_time(chunk.stamp, epoch_ns)
     msg.joint_names = list(joint_names)
     knots = chunk.chunk
-    rows = [(0.0, chunk.start_q, chunk.start_dq)]
-    rows += [((k + 1) * knots.dt, knots.positions[k], knots.velocities[k]) for k in range(len(knots.positions))]
-    for t, q, dq in rows:
-        point = JointTrajectoryPoint()
-        point.positions = [float(v) for v in q]
-        point.velocities = [float(v) for v in dq]
-        point.time_from_start = seconds_to_duration(t)
-        msg.points.append(point)
+    # Whole arrays to lists at once, and one Duration per knot time shared by every message: this runs
+    # on every control tick, between the solve and the publish.
+    positions = [np.asarray(chunk.start_q, dtype=np.float64).tolist(), *np.asarray(knots.positions, float).tolist()]
+    velocities = [np.asarray(chunk.start_dq, dtype=np.float64).tolist(), *np.asarray(knots.velocities, float).tolist()]
+    times = _knot_times(float(knots.dt), len(positions))
+    msg.points = [
+        JointTrajectoryPoint(positions=q, velocities=dq, time_from_start=t)
+        for q, dq, t in zip(positions, velocities, times, strict=True)
+    ]
     return msg
+
+
+@functools.lru_cache(maxsize=8)
+def _knot_times(dt: float, n: int) -> tuple[Any, ...]:
+    """``time_from_start`` of ``n`` points ``dt`` [s] apart from 0 (not to be modified: shared)."""
+    return tuple(seconds_to_duration(k * dt) for k in range(n))
 
 
 def trajectory_to_chunk(msg: Any, joint_names: Sequence[str], epoch_ns: int = 0) -> StampedChunk:

@@ -151,22 +151,22 @@ class Commander:
         the chunk was ready later than ``max_lateness`` after the tick started.
         """
         stamp = self._ticked = self._grid(self._clock())
-        if self._last is not None:
-            commanded, measured, speed = command_state_at(self._last, stamp), np.asarray(q), np.asarray(dq)
+        now = None if self._last is None else command_state_at(self._last, stamp)  # the command at the stamp
+        if now is not None:
+            measured, speed = np.asarray(q), np.asarray(dq)
             n = (len(self._names),)
             usable = all(a.shape == n and np.isrealobj(a) and np.all(np.isfinite(a)) for a in (measured, speed))
-            tolerance = self.loop.generator.spec.position_tolerance + LAG_ALLOWANCE * np.abs(commanded.dq)
-            lost = usable and np.all(np.abs(speed) < REST_SPEED) and np.any(np.abs(measured - commanded.q) > tolerance)
+            tolerance = self.loop.generator.spec.position_tolerance + LAG_ALLOWANCE * np.abs(now.dq)
+            lost = usable and np.all(np.abs(speed) < REST_SPEED) and np.any(np.abs(measured - now.q) > tolerance)
             if lost and self._fresh(t):
                 self._counters["resynced to the measured state"] += 1
-                self._last, self._restart = None, True
+                self._last, self._restart, now = None, True, None
         if self._restart and self._last is None and self._fresh(t):
             try:
                 self.loop.reset(q)
                 self._restart = False
             except InputError:
                 pass  # not a state to start from: the loop's checks name what is wrong on this tick
-        now = None if self._last is None else command_state_at(self._last, stamp)
         if now is not None:
             # Where the command is at the stamp; the plan is still the one to warm-start from (it
             # moved on by a tick), so it is kept.

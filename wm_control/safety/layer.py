@@ -35,7 +35,7 @@ from wm_control.safety.config import SafetyConfig
 from wm_control.safety.spline import segments
 from wm_control.safety.start import ChunkStart, check_start
 from wm_control.safety.verify import ChunkVerifier, Violation
-from wm_control.safety.workspace import BaseGuard, FloorGuard, SelfGuard
+from wm_control.safety.workspace import BaseGuard, FloorGuard, SelfGuard, poses
 from wm_control.trajectory import TrajectoryChunk
 
 __all__ = ["SafetyLayer", "Verdict"]
@@ -141,14 +141,18 @@ class SafetyLayer:
         violations = self._verifier.verify(chunk, state, joint_names)
         if any(v.kind in ("names", "shape", "finite") for v in violations):
             return violations
+        if self._floor is None and self._base is None and self._self is None:
+            return violations
+        # The kinematics of the start and every knot, once for all the workspace checks.
+        p = poses(self.spec, np.vstack([state[0], np.asarray(chunk.positions, dtype=np.float64)]))
         if self._floor is not None:
-            hit = self._floor.check(chunk.positions, state[0])
+            hit = self._floor.check(chunk.positions, state[0], p)
             if hit is not None:
                 knot, low = hit
                 text = f"floor: the arm's lowest point at knot {knot} is {low:.4g} m, limit {self._floor.limit:.4g} m"
                 violations.append(Violation("floor", None, "knot", knot, low, self._floor.limit, text))
         if self._base is not None:
-            hit = self._base.check(chunk.positions, state[0])
+            hit = self._base.check(chunk.positions, state[0], p)
             if hit is not None:
                 knot, gap = hit
                 limit = self._base.clearance
@@ -156,7 +160,7 @@ class SafetyLayer:
                 text = f"base: the forearm, wrist or hand comes {where}"
                 violations.append(Violation("base", None, "knot", knot, gap, limit, text))
         if self._self is not None:
-            hit = self._self.check(chunk.positions, state[0])
+            hit = self._self.check(chunk.positions, state[0], p)
             if hit is not None:
                 knot, gap = hit
                 limit = self._self.clearance

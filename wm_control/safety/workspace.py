@@ -33,14 +33,14 @@ shipped fr3-reach model still stopped with a link 2 against link 5 reflex on goa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
 from wm_control.kinematics import joint_frames
 from wm_control.robot import RobotSpec
 
-__all__ = ["BASE_RADIUS", "BASE_TOP", "BaseGuard", "FloorGuard", "LINK_RADIUS", "SelfGuard"]
+__all__ = ["BASE_RADIUS", "BASE_TOP", "BaseGuard", "FloorGuard", "LINK_RADIUS", "Poses", "SelfGuard", "poses"]
 
 # Radius of the spheres around the wrist joints and the flange [m] (the FR3's links are about 0.12 m across).
 LINK_RADIUS = 0.06
@@ -85,16 +85,36 @@ _UPPER_ARM = (
 )
 
 
-def _moving_spheres(spec: RobotSpec, frames: np.ndarray) -> np.ndarray:
-    """Centres [m] of the forearm, wrist and hand spheres (``_ARM_SPHERES`` then ``_HAND_BODY``) for
-    the joint frames ``joint_frames(spec, q)`` ``(..., n + 1, 4, 4)``: ``(..., S, 3)``, base frame.
+class Poses(NamedTuple):
+    """The kinematics the guards need for a stack of joint positions, computed once per chunk
+    (``poses``): the joint frames ``joint_frames(spec, q)`` ``(m, n + 1, 4, 4)``, the TCP frames
+    ``(m, 4, 4)`` and the centres of the forearm, wrist and hand spheres ``(m, S, 3)`` (base frame).
     """
-    index = np.array([f for f, _, _ in _ARM_SPHERES])
-    centre = np.array([np.append(c, 1.0) for _, c, _ in _ARM_SPHERES])  # homogeneous
-    arm = np.einsum("...kij,kj->...ki", frames[..., index, :3, :], centre)
-    tcp = frames[..., -1, :, :] @ spec.T_flange_tcp
-    hand = np.einsum("...ij,kj->...ki", tcp[..., :3, :3], _HAND_BODY) + tcp[..., None, :3, 3]
-    return np.concatenate([arm, hand], axis=-2)
+
+    frames: np.ndarray
+    tcp: np.ndarray
+    spheres: np.ndarray
+
+
+# The sphere centres on the links, homogeneous, and the joint frame each moves with.
+_ARM_FRAME = np.array([f for f, _, _ in _ARM_SPHERES])
+_ARM_CENTRES = np.array([(*c, 1.0) for _, c, _ in _ARM_SPHERES])
+
+
+def poses(spec: RobotSpec, q: np.ndarray) -> Poses:
+    """``Poses`` of joint positions ``q`` ``(m, n)`` [rad]."""
+    frames = joint_frames(spec, np.asarray(q, dtype=np.float64))
+    tcp = frames[:, -1] @ spec.T_flange_tcp
+    arm = np.einsum("mkij,kj->mki", frames[:, _ARM_FRAME, :3, :], _ARM_CENTRES)
+    hand = tcp[:, None, :3, :3] @ _HAND_BODY[None, :, :, None]
+    spheres = np.concatenate([arm, hand[..., 0] + tcp[:, None, :3, 3]], axis=1)
+    return Poses(frames, tcp, spheres)
+
+
+def _stack(spec: RobotSpec, q: np.ndarray) -> tuple[Poses, tuple[int, ...]]:
+    """``poses`` of ``q`` ``(..., n)`` flattened to ``(m, n)``, and the leading shape to restore."""
+    q = np.asarray(q, dtype=np.float64)
+    return poses(spec, q.reshape(-1, q.shape[-1])), q.shape[:-1]
 
 
 _MOVING_RADII = np.concatenate([[r for _, _, r in _ARM_SPHERES], _HAND_BODY_RADII])
@@ -118,20 +138,22 @@ class FloorGuard:
 
     def lowest(self, q: np.ndarray) -> np.ndarray:
         """Lowest sphere bottom [m] for joint positions ``q`` ``(..., n)``: ``(...,)``."""
-        frames = joint_frames(self.spec, q)
-        links = frames[..., 3:, 2, 3] - LINK_RADIUS  # joints 4..7 and the flange
-        tcp = frames[..., -1, :, :] @ self.spec.T_flange_tcp
-        hand = np.einsum("...j,kj->...k", tcp[..., 2, :3], _HAND_POINTS) + tcp[..., 2, 3, None] - _HAND_RADII
+        p, shape = _stack(self.spec, q)
+        return self.lowest_of(p).reshape(shape)
+
+    def lowest_of(self, p: Poses) -> np.ndarray:
+        """Lowest sphere bottom [m] of each pose of ``p``: ``(m,)``."""
+        links = p.frames[:, 3:, 2, 3] - LINK_RADIUS  # joints 4..7 and the flange
+        hand = p.tcp[:, 2, :3] @ _HAND_POINTS.T + p.tcp[:, 2, 3, None] - _HAND_RADII
         return np.minimum(links.min(axis=-1), hand.min(axis=-1))
 
-    def check(self, positions: np.ndarray, start_q: np.ndarray) -> tuple[int, float] | None:
+    def check(self, positions: np.ndarray, start_q: np.ndarray, p: Poses | None = None) -> tuple[int, float] | None:
         """The first knot (1-based, as the verifier counts them) of ``positions`` ``(K, n)`` that
         sinks below the limit from ``start_q`` ``(n,)``, and its lowest point [m]; ``None``: all clear.
+        ``p``: the ``poses`` of ``[start_q, *positions]`` when already computed.
         """
-        low = self.lowest(np.asarray(positions, dtype=np.float64))
-        floor = min(self.limit, float(self.lowest(np.asarray(start_q, dtype=np.float64))) - _RISE_EPS)
-        bad = np.flatnonzero(low < floor)
-        return None if bad.size == 0 else (int(bad[0]) + 1, float(low[bad[0]]))
+        low = self.lowest_of(_poses_of(self.spec, positions, start_q, p))
+        return _first_below(low[1:], min(self.limit, float(low[0]) - _RISE_EPS))
 
 
 class BaseGuard:
@@ -145,19 +167,24 @@ class BaseGuard:
 
     def gap(self, q: np.ndarray) -> np.ndarray:
         """Smallest surface distance [m] of any sphere to the base column for ``q`` ``(..., n)``: ``(...,)``."""
-        centres = _moving_spheres(self.spec, joint_frames(self.spec, q))
-        z = np.clip(centres[..., 2], 0.0, BASE_TOP)
-        column = np.stack([np.full_like(z, BASE_X), np.zeros_like(z), z], axis=-1)
-        x = np.clip(centres[..., 0], *_PLATE_X)
-        plate = np.stack([x, np.zeros_like(x), np.full_like(x, _PLATE_Z)], axis=-1)
-        axis_distance = np.minimum(np.linalg.norm(centres - column, axis=-1), np.linalg.norm(centres - plate, axis=-1))
-        return (axis_distance - _MOVING_RADII - BASE_RADIUS).min(axis=-1)
+        p, shape = _stack(self.spec, q)
+        return self.gap_of(p).reshape(shape)
 
-    def check(self, positions: np.ndarray, start_q: np.ndarray) -> tuple[int, float] | None:
+    def gap_of(self, p: Poses) -> np.ndarray:
+        """Smallest surface distance [m] of any sphere to the base column for each pose of ``p``: ``(m,)``."""
+        c = p.spheres
+        x, y, z = c[..., 0], c[..., 1], c[..., 2]
+        column = np.hypot(x - BASE_X, y) ** 2 + (z - np.clip(z, 0.0, BASE_TOP)) ** 2
+        plate = (x - np.clip(x, *_PLATE_X)) ** 2 + y**2 + (z - _PLATE_Z) ** 2
+        return (np.sqrt(np.minimum(column, plate)) - _MOVING_RADII - BASE_RADIUS).min(axis=-1)
+
+    def check(self, positions: np.ndarray, start_q: np.ndarray, p: Poses | None = None) -> tuple[int, float] | None:
         """The first knot (1-based) of ``positions`` ``(K, n)`` closer to the base column than the
-        clearance and than ``start_q`` ``(n,)`` is, and its gap [m]; ``None``: all clear.
+        clearance and than ``start_q`` ``(n,)`` is, and its gap [m]; ``None``: all clear. ``p``: the
+        ``poses`` of ``[start_q, *positions]`` when already computed.
         """
-        return _first_closing(self.gap, self.clearance, positions, start_q)
+        gap = self.gap_of(_poses_of(self.spec, positions, start_q, p))
+        return _first_below(gap[1:], min(self.clearance, float(gap[0]) - _RISE_EPS))
 
 
 class SelfGuard:
@@ -169,39 +196,51 @@ class SelfGuard:
         self.spec = spec
         self.clearance = float(clearance)
         self._frame = np.array([link - 1 for link, _, _ in _UPPER_ARM])
-        ends = np.array([[np.append(p, 1.0) for p in ends] for _, ends, _ in _UPPER_ARM])  # (C, 2, 4)
-        self._start, self._end = ends[:, 0], ends[:, 1]
-        self._radius = np.array([r for _, _, r in _UPPER_ARM])
+        ends = np.array([[(*p, 1.0) for p in ends] for _, ends, _ in _UPPER_ARM])  # (C, 2, 4)
+        self._start, self._axis = ends[:, 0], ends[:, 1] - ends[:, 0]  # the axis as a direction (w = 0)
         upper = np.array([link for link, _, _ in _UPPER_ARM])
-        self._pairs = _MOVING_LINKS[:, None] - upper[None, :] >= 3  # (S, C): pairs that can touch
+        # The (sphere, capsule) pairs that can touch (see the module docstring), flattened.
+        self._sphere, self._capsule = np.nonzero(_MOVING_LINKS[:, None] - upper[None, :] >= 3)
+        self._inv_length2 = 1.0 / np.sum(self._axis[self._capsule, :3] ** 2, axis=-1)
+        radius = np.array([r for _, _, r in _UPPER_ARM])
+        self._radii = _MOVING_RADII[self._sphere] + radius[self._capsule]
 
     def gap(self, q: np.ndarray) -> np.ndarray:
         """Smallest surface distance [m] of a sphere to a capsule it can touch for ``q`` ``(..., n)``: ``(...,)``."""
-        all_frames = joint_frames(self.spec, q)
-        frames = all_frames[..., self._frame, :3, :]  # (..., C, 3, 4)
-        a = np.einsum("...cij,cj->...ci", frames, self._start)
-        b = np.einsum("...cij,cj->...ci", frames, self._end)
-        centres = _moving_spheres(self.spec, all_frames)[..., :, None, :]  # (..., S, 1, 3)
-        ab = (b - a)[..., None, :, :]
-        t = np.clip(np.sum((centres - a[..., None, :, :]) * ab, axis=-1) / np.sum(ab * ab, axis=-1), 0.0, 1.0)
-        nearest = a[..., None, :, :] + t[..., None] * ab
-        surface = np.linalg.norm(centres - nearest, axis=-1) - _MOVING_RADII[:, None] - self._radius
-        return np.where(self._pairs, surface, np.inf).min(axis=(-2, -1))
+        p, shape = _stack(self.spec, q)
+        return self.gap_of(p).reshape(shape)
 
-    def check(self, positions: np.ndarray, start_q: np.ndarray) -> tuple[int, float] | None:
+    def gap_of(self, p: Poses) -> np.ndarray:
+        """Smallest surface distance [m] of a sphere to a capsule it can touch, for each pose of ``p``: ``(m,)``."""
+        frames = p.frames[:, self._frame, :3, :]  # (m, C, 3, 4)
+        a = (frames @ self._start[:, :, None])[..., 0]  # (m, C, 3)
+        ab = (frames @ self._axis[:, :, None])[..., 0]  # (m, C, 3), rigid: |ab|^2 is constant
+        d = p.spheres[:, self._sphere] - a[:, self._capsule]  # (m, pairs, 3)
+        ab = ab[:, self._capsule]
+        t = np.clip(np.sum(d * ab, axis=-1) * self._inv_length2, 0.0, 1.0)
+        off = d - t[..., None] * ab
+        return (np.sqrt(np.sum(off * off, axis=-1)) - self._radii).min(axis=-1)
+
+    def check(self, positions: np.ndarray, start_q: np.ndarray, p: Poses | None = None) -> tuple[int, float] | None:
         """The first knot (1-based) of ``positions`` ``(K, n)`` closer to the upper arm than the
-        clearance and than ``start_q`` ``(n,)`` is, and its gap [m]; ``None``: all clear.
+        clearance and than ``start_q`` ``(n,)`` is, and its gap [m]; ``None``: all clear. ``p``: the
+        ``poses`` of ``[start_q, *positions]`` when already computed.
         """
-        return _first_closing(self.gap, self.clearance, positions, start_q)
+        gap = self.gap_of(_poses_of(self.spec, positions, start_q, p))
+        return _first_below(gap[1:], min(self.clearance, float(gap[0]) - _RISE_EPS))
 
 
-def _first_closing(
-    gap: Callable[[np.ndarray], np.ndarray], clearance: float, positions: np.ndarray, start_q: np.ndarray
-) -> tuple[int, float] | None:
-    """The first knot (1-based) whose ``gap`` is below ``clearance`` and below the start's own (a pose
-    already too close may move away, never closer), and that gap; ``None``: all clear.
+def _poses_of(spec: RobotSpec, positions: np.ndarray, start_q: np.ndarray, p: Poses | None) -> Poses:
+    """``p``, or the ``poses`` of ``[start_q, *positions]``."""
+    if p is not None:
+        return p
+    return poses(spec, np.vstack([np.asarray(start_q, dtype=np.float64), np.asarray(positions, dtype=np.float64)]))
+
+
+def _first_below(values: np.ndarray, limit: float) -> tuple[int, float] | None:
+    """The first knot (1-based) whose value is below ``limit`` (the clearance, or the start's own value
+    when that is lower: a pose already too close may move away, never closer), and that value;
+    ``None``: all clear.
     """
-    values = gap(np.asarray(positions, dtype=np.float64))
-    limit = min(clearance, float(gap(np.asarray(start_q, dtype=np.float64))) - _RISE_EPS)
     bad = np.flatnonzero(values < limit)
     return None if bad.size == 0 else (int(bad[0]) + 1, float(values[bad[0]]))
