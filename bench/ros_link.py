@@ -2,8 +2,8 @@
 ``wm_mujoco_sim`` do to each other, with the timing of the link chosen instead of suffered.
 
     make export
-    python bench/ros_link.py [--export exports/fr3-reach] [--goals 10] [--seed 0] [--latency-ms 12]
-                             [--jitter-ms 4] [--state-rate 250] [--no-write]
+    python bench/ros_link.py [--export exports/fr3-reach] [--goals 10] [--seed 0] [--planner-seed S]
+                             [--latency-ms 12] [--jitter-ms 4] [--state-rate 250] [--no-write]
 
 Each control period (the contract's ``dt``) a ``Commander`` (the control loop behind the safety layer,
 built as the controller node builds it) ticks on the newest joint state the sim published at
@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"])
     ap.add_argument("--goals", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0, help="seed of the goals (the goal publisher's)")
+    ap.add_argument("--planner-seed", type=int, default=None, help="seed of the planner's noise (default: --seed)")
     ap.add_argument("--state-rate", type=float, default=250.0, help="joint state rate [Hz]")
     ap.add_argument("--transport-ms", type=float, default=1.0, help="joint state delivery delay [ms]")
     ap.add_argument("--latency-ms", type=float, default=12.0, help="tick start to chunk arrival [ms]")
@@ -81,7 +82,12 @@ def main() -> None:
     delay = float(contract.action.get("playout_delay", 0.0))
     physics = FR3Sim(sim.scene.build_model(hand=True, scene=True), FR3, playout_delay=delay)
     now = [0.0]
-    loop = control_loop(backend, servo_period=physics.h, clock=lambda: now[0], seed=args.seed)
+    loop = control_loop(
+        backend,
+        servo_period=physics.h,
+        clock=lambda: now[0],
+        seed=args.seed if args.planner_seed is None else args.planner_seed,
+    )
     shaping = loop.generator.config
     safety = SafetyLayer(
         FR3,
@@ -158,6 +164,8 @@ def main() -> None:
         "benchmark": "ros_link",
         "command": "python " + " ".join(["bench/ros_link.py", *sys.argv[1:]]),
         "export": args.export,
+        "seed": args.seed,
+        "planner_seed": args.seed if args.planner_seed is None else args.planner_seed,
         "playout_delay_s": delay,
         "state_rate_hz": 1.0 / state_period,
         "latency_ms": args.latency_ms,
