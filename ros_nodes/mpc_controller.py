@@ -7,8 +7,9 @@
   through ``Commander.tick`` (ControlLoop -> safety layer -> stamped chunk) and publishes the chunk on
   ``/<controller>/joint_trajectory`` (depth 1: a robot that starts listening gets no queue of old
   chunks; while nothing subscribes, nothing is planned or sent, ``/diagnostics`` says ERROR, and the
-  robot that comes starts from rest where it is measured); ``~/goal`` (geometry_msgs/PointStamped, base frame) sets the
-  goal (one outside the model's workspace is refused with a warning; the previous goal stays);
+  robot that comes starts from rest where it is measured); ``~/goal`` (geometry_msgs/PointStamped,
+  base frame) sets the goal (one outside the model's workspace is refused with a warning; the
+  previous goal stays);
   ``~/hold`` (std_srvs/SetBool) holds until released; ``/diagnostics`` at ``diagnostics_period``.
 - deactivate: one last tick with a hold (the brake to rest), then nothing more is published.
 

@@ -146,13 +146,13 @@ class SafetyLayer:
         # The kinematics of the start and every knot, once for all the workspace checks.
         p = poses(self.spec, np.vstack([state[0], np.asarray(chunk.positions, dtype=np.float64)]))
         if self._floor is not None:
-            hit = self._floor.check(chunk.positions, state[0], p)
+            hit = self._floor.check(p)
             if hit is not None:
                 knot, low = hit
                 text = f"floor: the arm's lowest point at knot {knot} is {low:.4g} m, limit {self._floor.limit:.4g} m"
                 violations.append(Violation("floor", None, "knot", knot, low, self._floor.limit, text))
         if self._base is not None:
-            hit = self._base.check(chunk.positions, state[0], p)
+            hit = self._base.check(p)
             if hit is not None:
                 knot, gap = hit
                 limit = self._base.clearance
@@ -160,7 +160,7 @@ class SafetyLayer:
                 text = f"base: the forearm, wrist or hand comes {where}"
                 violations.append(Violation("base", None, "knot", knot, gap, limit, text))
         if self._self is not None:
-            hit = self._self.check(chunk.positions, state[0], p)
+            hit = self._self.check(p)
             if hit is not None:
                 knot, gap = hit
                 limit = self._self.clearance

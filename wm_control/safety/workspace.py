@@ -147,13 +147,12 @@ class FloorGuard:
         hand = p.tcp[:, 2, :3] @ _HAND_POINTS.T + p.tcp[:, 2, 3, None] - _HAND_RADII
         return np.minimum(links.min(axis=-1), hand.min(axis=-1))
 
-    def check(self, positions: np.ndarray, start_q: np.ndarray, p: Poses | None = None) -> tuple[int, float] | None:
-        """The first knot (1-based, as the verifier counts them) of ``positions`` ``(K, n)`` that
-        sinks below the limit from ``start_q`` ``(n,)``, and its lowest point [m]; ``None``: all clear.
-        ``p``: the ``poses`` of ``[start_q, *positions]`` when already computed.
+    def check(self, p: Poses) -> tuple[int, float] | None:
+        """For ``p`` the ``poses`` of ``[start_q, *knots]``: the first knot (1-based, as the verifier
+        counts them) that sinks below the limit from the start, and its lowest point [m]; ``None``:
+        all clear.
         """
-        low = self.lowest_of(_poses_of(self.spec, positions, start_q, p))
-        return _first_below(low[1:], min(self.limit, float(low[0]) - _RISE_EPS))
+        return _first_closing(self.lowest_of(p), self.limit)
 
 
 class BaseGuard:
@@ -174,17 +173,15 @@ class BaseGuard:
         """Smallest surface distance [m] of any sphere to the base column for each pose of ``p``: ``(m,)``."""
         c = p.spheres
         x, y, z = c[..., 0], c[..., 1], c[..., 2]
-        column = np.hypot(x - BASE_X, y) ** 2 + (z - np.clip(z, 0.0, BASE_TOP)) ** 2
+        column = (x - BASE_X) ** 2 + y**2 + (z - np.clip(z, 0.0, BASE_TOP)) ** 2
         plate = (x - np.clip(x, *_PLATE_X)) ** 2 + y**2 + (z - _PLATE_Z) ** 2
         return (np.sqrt(np.minimum(column, plate)) - _MOVING_RADII - BASE_RADIUS).min(axis=-1)
 
-    def check(self, positions: np.ndarray, start_q: np.ndarray, p: Poses | None = None) -> tuple[int, float] | None:
-        """The first knot (1-based) of ``positions`` ``(K, n)`` closer to the base column than the
-        clearance and than ``start_q`` ``(n,)`` is, and its gap [m]; ``None``: all clear. ``p``: the
-        ``poses`` of ``[start_q, *positions]`` when already computed.
+    def check(self, p: Poses) -> tuple[int, float] | None:
+        """For ``p`` the ``poses`` of ``[start_q, *knots]``: the first knot (1-based) closer to the base
+        column than the clearance and than the start is, and its gap [m]; ``None``: all clear.
         """
-        gap = self.gap_of(_poses_of(self.spec, positions, start_q, p))
-        return _first_below(gap[1:], min(self.clearance, float(gap[0]) - _RISE_EPS))
+        return _first_closing(self.gap_of(p), self.clearance)
 
 
 class SelfGuard:
@@ -221,26 +218,19 @@ class SelfGuard:
         off = d - t[..., None] * ab
         return (np.sqrt(np.sum(off * off, axis=-1)) - self._radii).min(axis=-1)
 
-    def check(self, positions: np.ndarray, start_q: np.ndarray, p: Poses | None = None) -> tuple[int, float] | None:
-        """The first knot (1-based) of ``positions`` ``(K, n)`` closer to the upper arm than the
-        clearance and than ``start_q`` ``(n,)`` is, and its gap [m]; ``None``: all clear. ``p``: the
-        ``poses`` of ``[start_q, *positions]`` when already computed.
+    def check(self, p: Poses) -> tuple[int, float] | None:
+        """For ``p`` the ``poses`` of ``[start_q, *knots]``: the first knot (1-based) closer to the upper
+        arm than the clearance and than the start is, and its gap [m]; ``None``: all clear.
         """
-        gap = self.gap_of(_poses_of(self.spec, positions, start_q, p))
-        return _first_below(gap[1:], min(self.clearance, float(gap[0]) - _RISE_EPS))
+        return _first_closing(self.gap_of(p), self.clearance)
 
 
-def _poses_of(spec: RobotSpec, positions: np.ndarray, start_q: np.ndarray, p: Poses | None) -> Poses:
-    """``p``, or the ``poses`` of ``[start_q, *positions]``."""
-    if p is not None:
-        return p
-    return poses(spec, np.vstack([np.asarray(start_q, dtype=np.float64), np.asarray(positions, dtype=np.float64)]))
-
-
-def _first_below(values: np.ndarray, limit: float) -> tuple[int, float] | None:
-    """The first knot (1-based) whose value is below ``limit`` (the clearance, or the start's own value
-    when that is lower: a pose already too close may move away, never closer), and that value;
-    ``None``: all clear.
+def _first_closing(values: np.ndarray, clearance: float) -> tuple[int, float] | None:
+    """For ``values`` of ``[start, *knots]``: the first knot (1-based) whose value is below
+    ``clearance`` and below the start's own (a pose already too close may move away, never closer),
+    and that value; ``None``: all clear.
     """
+    limit = min(clearance, float(values[0]) - _RISE_EPS)
+    values = values[1:]
     bad = np.flatnonzero(values < limit)
     return None if bad.size == 0 else (int(bad[0]) + 1, float(values[bad[0]]))
