@@ -70,6 +70,12 @@ def main() -> None:
     ap.add_argument("--no-floor", action="store_true", help="the safety layer's floor check off")
     ap.add_argument("--no-base", action="store_true", help="the safety layer's base column check off")
     ap.add_argument("--no-self", action="store_true", help="the safety layer's self-collision check off")
+    ap.add_argument(
+        "--prepare",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="prepare each solve between ticks, as wm_mpc_controller does (its parameter prepare)",
+    )
     ap.add_argument("--out", default="ros_link.json", help="file name under docs/results/")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/results alone")
     args = ap.parse_args()
@@ -87,6 +93,7 @@ def main() -> None:
         servo_period=physics.h,
         clock=lambda: now[0],
         seed=args.seed if args.planner_seed is None else args.planner_seed,
+        prepare=args.prepare,
     )
     shaping = loop.generator.config
     safety = SafetyLayer(
@@ -158,6 +165,7 @@ def main() -> None:
             # The sim node takes messages between its whole 1 ms physics ticks.
             arrival = np.ceil((t_tick + (args.latency_ms + rng.uniform(0.0, args.jitter_ms)) * 1e-3) / h - 1e-6) * h
             pending.append((arrival, out.chunk))
+        commander.prepare()
         t_tick += dt
     summary = goals.summary()
     result = {
@@ -166,6 +174,7 @@ def main() -> None:
         "export": args.export,
         "seed": args.seed,
         "planner_seed": args.seed if args.planner_seed is None else args.planner_seed,
+        "prepare": args.prepare,
         "playout_delay_s": delay,
         "state_rate_hz": 1.0 / state_period,
         "latency_ms": args.latency_ms,

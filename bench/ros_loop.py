@@ -59,10 +59,10 @@ def planning_share(ticks: dict) -> float | None:
     return round(counters.get("MPPI", 0) / planning, 4) if planning > 0 else None
 
 
-def launch_default(name: str) -> int:
-    """The default of an integer argument of ``launch/sim.launch.xml``."""
+def launch_default(name: str) -> str:
+    """The default of an argument of ``launch/sim.launch.xml``."""
     root = ElementTree.parse(ROOT / "launch" / "sim.launch.xml").getroot()
-    return int(next(a.get("default", "") for a in root.iter("arg") if a.get("name") == name))
+    return next(a.get("default", "") for a in root.iter("arg") if a.get("name") == name)
 
 
 def main() -> None:
@@ -77,6 +77,12 @@ def main() -> None:
         type=int,
         default=None,
         help="the controller runtime's intra-op threads (default: the launch file's)",
+    )
+    ap.add_argument(
+        "--prepare",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the controller prepares each solve between ticks (default: the launch file's)",
     )
     ap.add_argument("--out", default="ros_loop.json", help="file name under docs/results/")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/results alone")
@@ -100,6 +106,8 @@ def main() -> None:
            f"seed:={args.seed}", f"summary:={summary}", f"stats:={stats}", f"sim_stats:={sim_stats}"]  # fmt: skip
     if args.threads is not None:
         cmd.append(f"threads:={args.threads}")
+    if args.prepare is not None:
+        cmd.append(f"prepare:={str(args.prepare).lower()}")
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -136,7 +144,8 @@ def main() -> None:
         "seconds": round(wall, 1),
         "planner": {k: model["planner"][k] for k in ("num_samples", "iterations", "horizon")},
         "playout_delay_s": model["action"].get("playout_delay", 0.0),
-        "controller_threads": args.threads if args.threads is not None else launch_default("threads"),
+        "controller_threads": args.threads if args.threads is not None else int(launch_default("threads")),
+        "controller_prepare": args.prepare if args.prepare is not None else launch_default("prepare") == "true",
         **ticks,
         # The ticks that hold a reached goal (goal arrival) plan nothing by design; the others should all
         # run the full solve.

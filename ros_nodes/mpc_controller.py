@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,12 @@ class ControllerParams:
     margin: float = param(0.004, "time kept free at the end of each control period [s]", low=0.0, high=0.5)
     stale_timeout: float = param(0.05, "a joint state older than this makes the arm hold [s]", low=0.001, high=10.0)
     seed: int = param(0, "seed of the planner's noise", low=0, high=2**31 - 1)
+    prepare: bool = param(
+        True,
+        "run all MPPI iterations but the last between ticks, on the joint state extrapolated one period "
+        "ahead; the tick runs the last one on the measured state (joint state to command: one iteration "
+        "instead of all); false: every tick solves from scratch",
+    )
     safety_position_margin: float = param(
         0.02, "safety layer: distance kept from the joint limits [rad]", low=0.0, high=0.5
     )
@@ -122,6 +129,16 @@ class ControllerParams:
     )
 
 
+def queued(info: Any) -> float:
+    """How long a message waited between its arrival at this process (the middleware's receive time,
+    on the system clock) and its callback [s]: the joint state to command latency counts from the
+    arrival. 0 where the middleware gives no receive time or one off by more than a second.
+    """
+    received = info.get("received_timestamp", 0) if isinstance(info, dict) else 0
+    waited = (time.time_ns() - int(received)) * 1e-9
+    return waited if received and 0.0 <= waited < 1.0 else 0.0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (``ros2 run wm_control wm_mpc_controller``)."""
     import rclpy
@@ -158,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
             self.log = TickLog()
             self.tick_timers: list[Any] = []
             self.traj_pub = self.diag_pub = None
+            self.state_sub: Any = None
             self.unheard = False  # nothing subscribed to the command topic at the last tick
 
         def now(self) -> float:
@@ -173,7 +191,12 @@ def main(argv: list[str] | None = None) -> None:
                     backend = SlowedBackend(backend, p.fault_planner_delay)
                     self.get_logger().warning(f"fault injection: planner slowed, {backend.name}")
                 loop = control_loop(
-                    backend, clock=self.now, margin=p.margin, stale_timeout=p.stale_timeout, seed=p.seed
+                    backend,
+                    clock=self.now,
+                    margin=p.margin,
+                    stale_timeout=p.stale_timeout,
+                    seed=p.seed,
+                    prepare=p.prepare,
                 )
                 spec, dt = loop.generator.spec, loop.generator.dt
                 # The brake's accelerations and jerks must stay within what the generator accepts as a
@@ -221,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
             reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-            self.create_subscription(JointState, p.joint_states, self.on_state, reliable)
+            self.state_sub = self.create_subscription(JointState, p.joint_states, self.on_state, reliable)
             self.create_subscription(PointStamped, "~/goal", self.on_goal, latched)
             self.create_service(SetBool, "~/hold", self.on_hold)
             c = backend.contract
@@ -249,10 +272,10 @@ def main(argv: list[str] | None = None) -> None:
             self.tick_timers = []
             return super().on_deactivate(state)
 
-        def on_state(self, msg: Any) -> None:
+        def on_state(self, msg: Any, info: Any) -> None:
             try:
                 self.state = joint_state_arrays(msg, self.names, self.epoch_ns)
-                self.state_received = self.now()
+                self.state_received = self.now() - queued(info)
             except InputError as exc:
                 self.log.reject(str(exc))
                 self.get_logger().warning(f"joint state ignored: {exc}", throttle_duration_sec=2.0)
@@ -264,9 +287,25 @@ def main(argv: list[str] | None = None) -> None:
             """The tick of a period that no joint state started (states late, stale or stopped)."""
             if self.commander is None:
                 return
+            # The executor runs a due timer before waiting messages: a tick or a prepared solve that ran
+            # into this period leaves its states queued. They come first (the first of the period
+            # ticks), or this tick would hold on the state the last one used.
+            self.take_states()
             age = self.commander.due(self.now())
             if age is not None and age >= 0.25 * self.commander.loop.config.dt:
                 self.on_tick()
+
+        def take_states(self) -> None:
+            """Handle the joint states waiting in the subscription's queue, oldest first (as the
+            executor would, through ``on_state``).
+            """
+            sub = self.state_sub
+            while sub is not None:
+                with sub.handle:
+                    taken = sub.handle.take_message(sub.msg_type, sub.raw)
+                if taken is None:
+                    return
+                self.on_state(*taken)
 
         def on_goal(self, msg: Any) -> None:
             try:
@@ -296,11 +335,13 @@ def main(argv: list[str] | None = None) -> None:
             if out.chunk is not None and self.traj_pub is not None:
                 self.traj_pub.publish(chunk_to_trajectory(self.names, out.chunk, self.epoch_ns))
                 sent = self.now()
+            # The next tick's solve, all iterations but the last, is prepared now that the command is out.
+            prepared = self.commander.prepare()
             counters = self.commander.counters
             self.log.add(out, counters)
             if self.run_stats is None:
                 self.run_stats = RunStats(self.commander.loop.config.dt)
-            self.run_stats.add(start, out, counters, received, sent)
+            self.run_stats.add(start, out, counters, received, sent, prepared)
 
         def listened(self) -> bool:
             """Whether anything subscribes to the command topic. While nothing does, nothing is planned or

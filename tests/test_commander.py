@@ -10,6 +10,7 @@ import pytest
 from fakes import DT, FakeBackend, FakeClock, model_contract
 
 from wm_control.errors import ConfigError
+from wm_control.observation import reach_observation
 from wm_control.robot import FR3
 from wm_control.runtime import control_loop
 from wm_control.runtime.commander import Commander, command_state_at
@@ -20,10 +21,10 @@ Q0 = FR3.start_q.copy()
 GOAL = np.array([0.5, 0.0, 0.4])
 
 
-def make(max_lateness: float = 0.03, safety: SafetyConfig | None = None, **cost: float):
+def make(max_lateness: float = 0.03, safety: SafetyConfig | None = None, prepare: bool = False, **cost: float):
     clock = FakeClock()
     backend = FakeBackend(clock, model_contract(), **cost)
-    loop = control_loop(backend, clock=clock)
+    loop = control_loop(backend, clock=clock, prepare=prepare)
     shaping = loop.generator.config
     config = safety or SafetyConfig(
         acceleration_fraction=shaping.acceleration_fraction, jerk_fraction=shaping.jerk_fraction
@@ -68,8 +69,10 @@ def test_a_chunk_ready_too_late_is_not_sent_and_the_next_one_continues_the_last_
     outs = run(commander, clock, 3)
     assert all(o.chunk is not None for o in outs)
     sent = outs[-1].chunk
-    clock.t = next_period(clock) + 0.012  # the timer fires 12 ms late; with the solve, 32 ms after its stamp
+    clock.t = next_period(clock)  # 5 ms after its stamp (the grid's quarter period); the solve, predicted
+    commander.loop.backend.cost["plan"] = 0.030  # to take 15 ms, takes 30: ready 35 ms after its stamp
     late = commander.tick(clock(), Q0, np.zeros(7), GOAL)
+    commander.loop.backend.cost["plan"] = 0.015
     assert late.chunk is None and commander.counters["late chunks dropped"] == 1
     assert commander.last is sent
     nxt = commander.tick(next_period(clock), Q0, np.zeros(7), GOAL)  # the late tick overran its period
@@ -94,6 +97,34 @@ def test_a_chunk_the_safety_layer_refuses_goes_out_as_its_brake_and_is_counted()
     counters = commander.counters
     assert counters["safety interventions"] == len(refused)
     assert any(k.startswith("safety: ") for k in counters)
+
+
+def test_a_tick_that_starts_late_in_its_period_plans_what_is_ready_before_its_chunk_is_late() -> None:
+    commander, clock = make(max_lateness=0.025)  # the fake solves in 15 ms; max_lateness - margin: 21 ms
+    run(commander, clock, 3)
+    clock.t = next_period(clock) + 0.012  # 12 ms into its period: 9 ms left, no time for the full solve
+    out = commander.tick(clock(), Q0, np.zeros(7), GOAL)
+    assert out.chunk is not None and commander.counters.get("late chunks dropped", 0) == 0
+    assert out.command.level.name in ("PARTIAL", "POLICY") and out.command.reason.startswith("budget")
+    assert clock() - out.chunk.stamp <= 0.025 - commander.loop.config.margin + 1e-9
+
+
+def test_the_next_solve_is_prepared_from_the_brake_that_went_out_not_from_the_refused_chunk() -> None:
+    commander, clock = make(safety=SafetyConfig(acceleration_fraction=0.1, jerk_fraction=0.1), prepare=True)
+    backend = commander.loop.backend
+    for _ in range(6):
+        out = commander.tick(next_period(clock), Q0, np.zeros(7), GOAL)
+        commander.prepare()
+        if not out.verdict.passed:
+            break
+    assert not out.verdict.passed, "the strict layer refused nothing"
+    # The measured state is at rest at Q0 every tick: the prediction is that state, with the command
+    # where the brake puts it one period on.
+    brake = command_state_at(out.chunk, out.chunk.stamp + DT)
+    planned = commander.loop.generator.generate(out.command.start, out.command.action).next_state
+    assert not np.allclose(brake.dq, planned.dq)
+    expected = reach_observation(FR3, Q0, np.zeros(7), GOAL, brake.dq, brake.ddq)
+    np.testing.assert_allclose(backend.inputs("plan_init")[-1]["obs"], expected, rtol=1e-6, atol=1e-7)
 
 
 def test_a_robot_found_away_from_the_rest_command_restarts_the_loop_from_where_it_is() -> None:

@@ -69,6 +69,21 @@ def test_run_stats_summarise_periods_latency_levels_and_misses() -> None:
     assert len(hist["edges"]) == len(hist["counts"]) + 1 == 2 * round(DT * 1e3) + 1
     assert sum(hist["counts"]) == 20 and hist["counts"][15] == 20  # all in the [15, 16) ms bin
     assert RunStats(DT).summary()["tick_period_p50_ms"] is None  # no ticks: no numbers, not NaN
+    assert summary["prepared_ticks"] == 0 and summary["prepare_latency_p50_ms"] is None
+
+
+def test_run_stats_count_the_ticks_that_prepared_the_next_solve_and_how_long_it_took() -> None:
+    commander, clock = make()
+    stats = RunStats(DT)
+    for k in range(10):
+        start = clock.t = next_period(clock)
+        out = commander.tick(start, Q0, np.zeros(7), GOAL)
+        stats.add(start, out, commander.counters, start, clock(), 0.004 if k % 2 else 0.0)
+    summary = stats.summary()
+    assert summary["prepared_ticks"] == 5
+    assert summary["prepare_latency_p50_ms"] == pytest.approx(4.0) and summary[
+        "prepare_latency_p99_ms"
+    ] == pytest.approx(4.0)
 
 
 def test_rejected_states_a_second_command_publisher_and_no_listener_reach_the_operator() -> None:

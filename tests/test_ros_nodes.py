@@ -24,6 +24,7 @@ from ros_nodes.conversions import (
     joint_state_message,
     trajectory_to_chunk,
 )
+from ros_nodes.mpc_controller import queued
 from ros_nodes.params import from_values, params_file, render_params_file, shipped_values
 from wm_control.chunking import ChunkConfig, ChunkGenerator
 from wm_control.errors import ConfigError, InputError
@@ -245,3 +246,11 @@ def test_a_runner_started_with_sigint_ignored_still_stops_its_nodes_cleanly_on_s
         assert stats.is_file(), log.read_text()[-3000:]
     finally:
         stop(proc, children(proc.pid))
+
+
+def test_the_state_latency_counts_from_the_middlewares_receive_time() -> None:
+    now = time.time_ns()
+    assert queued({"received_timestamp": now - 3_000_000}) == pytest.approx(0.003, abs=0.002)
+    # No receive time, one in the future or one from another clock: the callback's own time counts.
+    for info in ({}, {"received_timestamp": 0}, {"received_timestamp": now + 10**9}, {"received_timestamp": 5}, None):
+        assert queued(info) == 0.0

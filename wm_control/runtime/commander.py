@@ -182,7 +182,10 @@ class Commander:
                 return None
 
         at_goal = self.arrival is not None and self.arrival.update(q, dq, goal, stop) and self._fresh(t)
-        command = self.loop.step(t, q, dq, goal, hold=hold or (AT_GOAL if at_goal else False))
+        # A chunk ready later than max_lateness after its stamp is dropped: the loop's deadline is that
+        # time, less its margin for the safety layer and sending, when it comes before the budget's.
+        ready_by = stamp + self._max_lateness - self.loop.config.margin
+        command = self.loop.step(t, q, dq, goal, hold=hold or (AT_GOAL if at_goal else False), ready_by=ready_by)
         if command.start is None or len(command.chunk.positions) == 0:
             return Outgoing(None, command, None)
         if command.level == FallbackLevel.HOLD and command.reason.startswith(_SILENT):
@@ -204,6 +207,18 @@ class Commander:
             return Outgoing(None, command, verdict)
         self._last = StampedChunk(stamp, start.q, start.dq, verdict.chunk)
         return Outgoing(self._last, command, verdict)
+
+    def prepare(self) -> float:
+        """Prepare the next tick's solve between ticks (``ControlLoop.prepare``; nothing unless the
+        loop's ``LoopConfig.prepare`` is on); call it after the tick's chunk went out. It is prepared
+        from the command the next tick will start from: where the chunk sent last puts it one period
+        on (the safety layer's brake, or the chunk before when this tick's was dropped late, rather than
+        the loop's own chunk). Returns the time it took [s].
+        """
+        if self._last is not None and self._ticked is not None and self.loop.config.prepare:
+            nxt = command_state_at(self._last, self._ticked + self.loop.generator.dt)
+            self.loop.override_command(nxt, keep_plan=True)
+        return self.loop.prepare()
 
     def due(self, now: float) -> float | None:
         """How long ago [s] the control period that ``now`` falls in began, if no tick has run in it

@@ -168,17 +168,27 @@ class RunStats:
         self._starts: list[float] = []
         self._state_to_command: list[float] = []
         self._planner: list[float] = []
+        self._prepare: list[float] = []
         self._levels: Counter[str] = Counter()
         self._misses = 0
         self._counters: dict[str, int] = {}
 
     def add(
-        self, start: float, out: Outgoing, counters: dict[str, int], state_received: float, sent: float | None
+        self,
+        start: float,
+        out: Outgoing,
+        counters: dict[str, int],
+        state_received: float,
+        sent: float | None,
+        prepared: float = 0.0,
     ) -> None:
         """One tick that started at ``start`` [s], used a joint state received at ``state_received``
-        and published its command at ``sent`` (``None``: nothing published), all on one clock.
+        and published its command at ``sent`` (``None``: nothing published), all on one clock, and then
+        spent ``prepared`` [s] preparing the next tick's solve (``Commander.prepare``; 0: none).
         """
         self._starts.append(start)
+        if prepared > 0.0:
+            self._prepare.append(prepared)
         self._planner.append(out.command.stats.latency_s)
         if sent is not None:
             self._state_to_command.append(sent - state_received)
@@ -189,7 +199,8 @@ class RunStats:
     def summary(self) -> dict[str, object]:
         """Tick period p50 / p99 and jitter (``|period - dt|``) p50 / p99 [ms], joint state to command
         p50 / p99 / max [ms], planner latency (``ControlLoop.step``) p50 / p99 [ms] and its histogram
-        (1 ms bins up to twice the period, the last bin holding everything longer), ticks, share of
+        (1 ms bins up to twice the period, the last bin holding everything longer), the ticks that
+        prepared the next solve and the time that took (p50 / p99 [ms]), ticks, share of
         full solves, deadline misses, ticks by level, counters.
         """
 
@@ -212,6 +223,9 @@ class RunStats:
             "planner_latency_p50_ms": pct(self._planner, 50),
             "planner_latency_p99_ms": pct(self._planner, 99),
             "planner_latency_hist_ms": self._histogram(),
+            "prepared_ticks": len(self._prepare),
+            "prepare_latency_p50_ms": pct(self._prepare, 50),
+            "prepare_latency_p99_ms": pct(self._prepare, 99),
             "full_solve_share": round(self._levels.get(FallbackLevel.MPPI.name, 0) / ticks, 4) if ticks else None,
             "deadline_misses": self._misses,
             "deadline_miss_share": round(self._misses / ticks, 4) if ticks else None,

@@ -10,6 +10,14 @@ the solve's shifted mean; ``POLICY`` and ``SHIFTED`` shift the stored one (it st
 time); ``HOLD`` zeroes it, so planning after a fault starts clean. A fault in any backend call of a
 solve (including a ``plan_step`` after others succeeded) discards that solve and falls to ``POLICY``.
 Backend exceptions and malformed outputs become ``Fault`` reasons (``wm_control.runtime.checks``).
+
+A solve can be prepared (``prepare``): between ticks, the first iterations of the next tick's solve
+run on an observation predicted for that tick; ``decide`` then encodes the measured observation and
+runs only the remaining iterations on it, starting from the prepared mean and std. This is the
+real-time-iteration idea of MPC (most of the work before the measurement, the last correction after
+it): the time from the measurement to the action drops by the prepared iterations, the work per
+period does not. Every sample of the last iteration, and the action, is evaluated on the measured
+state; only the sampling distribution it starts from was fitted on the prediction.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from wm_control.runtime.checks import Fault, Reason, check_action, check_output,
 from wm_control.runtime.latency import LatencyWindow
 from wm_control.runtime.noise import draw_noise_np
 
-__all__ = ["CALLS", "Decision", "FallbackChain", "FallbackLevel"]
+__all__ = ["CALLS", "Decision", "FallbackChain", "FallbackLevel", "Prepared"]
 
 _T = TypeVar("_T")
 
@@ -59,6 +67,17 @@ class Decision(NamedTuple):
     iterations: int
     elite_value_mean: float
     reason: Reason | None = None
+
+
+class Prepared(NamedTuple):
+    """A solve prepared between ticks (``FallbackChain.prepare``): the next tick's noise, the refit
+    (unshifted) mean and std ``(H, A)`` after ``iterations`` iterations on the predicted observation.
+    """
+
+    noise: PlanNoiseArrays
+    mean: np.ndarray
+    std: np.ndarray
+    iterations: int
 
 
 class FallbackChain:
@@ -93,6 +112,7 @@ class FallbackChain:
         self._horizon = backend.planner.horizon
         self._mean = self._zero_mean()
         self._has_plan = False
+        self._prepared: Prepared | None = None
         self._tick = 0
         self.backend_s = 0.0  # time spent in backend calls this tick [s]
 
@@ -111,8 +131,41 @@ class FallbackChain:
         self._windows[call].add(self._tick, seconds)
 
     def reset(self) -> None:
-        """Forget the plan: warm start zeros (after a reset of the command state)."""
-        self._mean, self._has_plan = self._zero_mean(), False
+        """Forget the plan: warm start zeros, no prepared solve (after a reset of the command state)."""
+        self._mean, self._has_plan, self._prepared = self._zero_mean(), False, None
+
+    @property
+    def prepared(self) -> Prepared | None:
+        """The solve prepared for the next tick (``None``: none)."""
+        return self._prepared
+
+    def discard_prepared(self) -> None:
+        """Drop the prepared solve: the next ``decide`` solves from scratch."""
+        self._prepared = None
+
+    def prepare(self, obs: np.ndarray, iterations: int, deadline: float) -> bool:
+        """Run ``plan_init`` and the first ``iterations`` (>= 1, < ``planner.iterations``) iterations of
+        the next tick's solve on the predicted observation ``obs (O,)``, from the current warm start,
+        with the next tick's noise; ``decide`` finishes it on the measured observation. Nothing is run
+        (``False``) when ``plan_init`` is predicted to end after ``deadline`` (clock time [s]: the next
+        tick's start). That is the break-even: iterations prepared past it delay the next tick by less
+        than they save it. A fault leaves nothing prepared and raises it (``Fault``). The calls are
+        timed like the tick's.
+        """
+        planner, backend = self.backend.planner, self.backend
+        if not 1 <= iterations < planner.iterations:
+            raise ValueError(f"prepare: iterations={iterations}; valid: 1 .. {planner.iterations - 1}")
+        self._prepared = None
+        if not self._fits("plan_init", deadline):
+            return False
+        noise = draw_noise_np(planner, backend.action_dim, backend.num_q, self._rng)
+        z, prior = self._init(obs, noise)
+        mean = self._mean.copy()
+        std = np.full((self._horizon, backend.action_dim), planner.max_std, dtype=np.float32)
+        for i in range(iterations):
+            mean, std, _, _ = self._step(z, prior, mean, std, noise, i)
+        self._prepared = Prepared(noise, mean, std, iterations)
+        return True
 
     def commit(self, decision: Decision) -> None:
         """Keep the warm start of the decision that was sent (``HOLD``: start clean)."""
@@ -133,8 +186,15 @@ class FallbackChain:
         (clock time [s]), and the reasons it is not a full solve.
         """
         reasons: list[Reason] = []
-        noise = draw_noise_np(self.backend.planner, self.backend.action_dim, self.backend.num_q, self._rng)
+        prepared, self._prepared = self._prepared, None
         try:
+            if prepared is not None:
+                decision = self._solve_prepared(obs, prepared, deadline)
+                if decision is not None:
+                    return decision, [decision.reason] if decision.reason else []
+                noise = prepared.noise
+            else:
+                noise = draw_noise_np(self.backend.planner, self.backend.action_dim, self.backend.num_q, self._rng)
             if self._fits("plan", deadline):
                 return self._solve(obs, noise), reasons
             if self._anytime:
@@ -172,41 +232,82 @@ class FallbackChain:
 
     def _solve_anytime(self, obs: np.ndarray, noise: PlanNoiseArrays, deadline: float) -> Decision | None:
         """``plan_init`` + as many ``plan_step`` calls as fit; ``None`` when not one iteration fits."""
-        planner, backend = self.backend.planner, self.backend
-        H, A, I = self._horizon, backend.action_dim, planner.iterations
         if not self._fits("plan_init", deadline):
             return None
+        z, prior = self._init(obs, noise)
+        std = np.full((self._horizon, self.backend.action_dim), self.backend.planner.max_std, dtype=np.float32)
+        return self._iterate(z, prior, self._mean.copy(), std, 0, noise, deadline)
+
+    def _solve_prepared(self, obs: np.ndarray, prepared: Prepared, deadline: float) -> Decision | None:
+        """Finish a prepared solve on the measured ``obs``: ``plan_init`` on it, then the remaining
+        iterations from the prepared mean and std; ``None`` when ``plan_init`` and one of them do not fit.
+        """
+        if not self._fits("plan_init", deadline, then="plan_step"):
+            return None
+        z, prior = self._init(obs, prepared.noise)
+        return self._iterate(z, prior, prepared.mean, prepared.std, prepared.iterations, prepared.noise, deadline)
+
+    def _init(self, obs: np.ndarray, noise: PlanNoiseArrays) -> tuple[np.ndarray, np.ndarray]:
+        """``plan_init``, checked: the latent ``(Z,)`` and the policy prior ``(H, pi_trajs, A)``."""
+        backend = self.backend
         out = self._call("plan_init", backend.plan_init, obs, noise.pi_eps)
         with reading("plan_init"):
             z_out, prior_out = out
             z = check_output("plan_init", "z", z_out, (backend.latent_dim,))
-            prior = check_output("plan_init", "prior", prior_out, (H, planner.num_pi_trajs, A))
-        mean = self._mean.copy()
-        std = np.full((H, A), planner.max_std, dtype=np.float32)
-        done, action, elite = 0, np.zeros(A), math.nan
-        while done < I and self._fits("plan_step", deadline):
-            step = self._call("plan_step", backend.plan_step, z, prior, mean, std, noise.step(done), self._explore)
-            with reading("plan_step"):
-                action = check_action("plan_step", step.action, A)
-                mean = check_output("plan_step", "mean", step.mean, (H, A))
-                std = check_output("plan_step", "std", step.std, (H, A))
-                elite = check_scalar("plan_step", "elite_value_mean", step.elite_value_mean)
+            prior = check_output(
+                "plan_init", "prior", prior_out, (self._horizon, backend.planner.num_pi_trajs, backend.action_dim)
+            )
+        return z, prior
+
+    def _step(
+        self, z: np.ndarray, prior: np.ndarray, mean: np.ndarray, std: np.ndarray, noise: PlanNoiseArrays, i: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Iteration ``i`` (``plan_step``), checked: the refit mean and std, the action, the elite value."""
+        H, A = self._horizon, self.backend.action_dim
+        step = self._call("plan_step", self.backend.plan_step, z, prior, mean, std, noise.step(i), self._explore)
+        with reading("plan_step"):
+            action = check_action("plan_step", step.action, A)
+            mean = check_output("plan_step", "mean", step.mean, (H, A))
+            std = check_output("plan_step", "std", step.std, (H, A))
+            elite = check_scalar("plan_step", "elite_value_mean", step.elite_value_mean)
+        return mean, std, action, elite
+
+    def _iterate(
+        self,
+        z: np.ndarray,
+        prior: np.ndarray,
+        mean: np.ndarray,
+        std: np.ndarray,
+        done: int,
+        noise: PlanNoiseArrays,
+        deadline: float,
+    ) -> Decision | None:
+        """Iterations ``done ..`` as long as they fit; ``None`` when not one of them does."""
+        first, total = done, self.backend.planner.iterations
+        action, elite = np.zeros(self.backend.action_dim), math.nan
+        while done < total and self._fits("plan_step", deadline):
+            mean, std, action, elite = self._step(z, prior, mean, std, noise, done)
             done += 1
-        if done == 0:
+        if done == first:
             return None
-        if done == I:
+        if done == total:
             return Decision(FallbackLevel.MPPI, action, shift(mean), done, elite)
-        reason = Reason("budget", f"budget: {done}/{I} iterations")
+        reason = Reason("budget", f"budget: {done}/{total} iterations")
         return Decision(FallbackLevel.PARTIAL, action, shift(mean), done, elite, reason)
 
     # --- helpers ---------------------------------------------------------------------------------------
     def _zero_mean(self) -> np.ndarray:
         return np.zeros((self._horizon, self.backend.action_dim), dtype=np.float32)
 
-    def _fits(self, call: str, deadline: float) -> bool:
-        """Whether ``call`` is predicted to finish by ``deadline``; an unmeasured call is tried."""
+    def _fits(self, call: str, deadline: float, then: str | None = None) -> bool:
+        """Whether ``call`` (followed by ``then``) is predicted to finish by ``deadline``; an unmeasured
+        call is tried.
+        """
         remaining = deadline - self._clock()
         predicted = self.predict(call)
+        after = self.predict(then) if then is not None else None
+        if predicted is not None and after is not None:
+            predicted += after
         if predicted is None and call == "plan":
             # A full solve costs about plan_init + iterations x plan_step: use those if measured.
             init, step = self.predict("plan_init"), self.predict("plan_step")

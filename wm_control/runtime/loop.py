@@ -53,6 +53,10 @@ class LoopConfig:
     anytime: allow ``PARTIAL`` solves; ``False``: either a full solve or the policy prior.
     explore: add exploration noise to the executed action (training only; always ``False`` on a robot).
     seed: seed of the loop's ``numpy.random.Generator`` that draws the planner noise.
+    prepare: let ``ControlLoop.prepare``, called between ticks, run all MPPI iterations but the last of
+        the next tick's solve on the measured state extrapolated one period ahead; the tick then
+        encodes the measured state and runs the last iteration on it (see ``FallbackChain.prepare``).
+        Off: ``prepare`` does nothing and every tick solves from scratch.
     latency_window: ticks of latency history that predict a call's cost [ticks].
     latency_quantile: the prediction is this quantile of the measurements of the current tick and
         the ``latency_window`` before it (the ``ceil(q n)``-th smallest of ``n``; 1.0: the worst).
@@ -66,6 +70,7 @@ class LoopConfig:
     anytime: bool = True
     explore: bool = False
     seed: int = 0
+    prepare: bool = False
     latency_window: int = 50
     latency_quantile: float = 0.9
 
@@ -104,6 +109,19 @@ class TickStats(NamedTuple):
     elite_value_mean: float
     deadline_miss: bool = False
     state_age_s: float = math.nan
+
+
+class _Next(NamedTuple):
+    """What a planned tick leaves for ``ControlLoop.prepare``: its measurement (time, position,
+    velocity), an acceleration estimate from the tick before, and its goal.
+    """
+
+    t: float
+    q: np.ndarray
+    dq: np.ndarray
+    ddq: np.ndarray
+    goal: np.ndarray
+    start: float  # when the tick started, on the loop's clock [s]
 
 
 class Command(NamedTuple):
@@ -195,6 +213,9 @@ class ControlLoop:
         self._fault = ""
         self._last_stats: TickStats | None = None
         self._stamps = StampCheck(config.stale_timeout)
+        self._measured: tuple[float, np.ndarray] | None = None  # (t, dq) of the tick before
+        self._next: _Next | None = None  # what the tick just run leaves to predict the next one from
+        self._prepared_for: tuple[float, np.ndarray] | None = None  # (t, goal) the prepared solve assumed
 
     # --- public ---------------------------------------------------------------------------------
     @property
@@ -259,8 +280,18 @@ class ControlLoop:
         self._chain.reset()
         self._fault = ""
         self._stamps.reset()
+        self._measured = self._next = self._prepared_for = None
 
-    def step(self, t: float, q: np.ndarray, dq: np.ndarray, goal: np.ndarray, *, hold: bool | str = False) -> Command:
+    def step(
+        self,
+        t: float,
+        q: np.ndarray,
+        dq: np.ndarray,
+        goal: np.ndarray,
+        *,
+        hold: bool | str = False,
+        ready_by: float | None = None,
+    ) -> Command:
         """Run one tick; never raises for bad input or a backend fault (those become ``HOLD`` or a
         fallback, with a reason).
 
@@ -270,12 +301,17 @@ class ControlLoop:
             goal: the goal the observation is built with (``(3,)`` [m] in the base frame by default).
             hold: hold requested (e-stop or pause): brake to rest until a tick without it; a string is
                 the hold's reason (counted and reported instead of ``"hold requested"``).
+            ready_by: when the command must be ready, on the clock [s], if earlier than the tick's
+                budget after its start (a tick that starts late in its period: the executing layer
+                needs the chunk by a time fixed by its stamp).
 
         Returns:
             ``Command`` with the chunk to send and the tick's diagnostics.
         """
         start = self._clock()
         deadline = start + self.config.budget
+        if ready_by is not None:
+            deadline = min(deadline, ready_by)
         self._chain.begin_tick()
         self._counters["ticks"] += 1
         obs = np.empty(0, dtype=np.float32)
@@ -290,12 +326,73 @@ class ControlLoop:
                 obs = self._build_observation(*arrays)
             except Fault as exc:
                 fault = exc.reason
+        self._next, prepared_for, self._prepared_for = None, self._prepared_for, None
         if fault is not None:
             return self._finish(start, deadline, age, self._chain.hold(), [fault])
+        q_arr, dq_arr, goal_arr = arrays
+        if prepared_for is not None and self._chain.prepared is not None:
+            t_pred, goal_pred = prepared_for
+            if abs(float(t) - t_pred) > 0.5 * self.config.dt or not np.array_equal(goal_arr, goal_pred):
+                self._chain.discard_prepared()  # prepared for another time or goal
+                self._counters["prepared solve discarded"] += 1
         # The chunk must be ready by the deadline: planning stops early by the generator's cost.
         plan_deadline = deadline - (self._chain.predict("generate") or 0.0)
         decision, reasons = self._chain.decide(obs, plan_deadline)
-        return self._finish(start, deadline, age, decision, reasons)
+        command = self._finish(start, deadline, age, decision, reasons)
+        if command.level != FallbackLevel.HOLD:
+            self._next = _Next(float(t), q_arr, dq_arr, self._acceleration(float(t), dq_arr), goal_arr, start)
+        self._measured = (float(t), dq_arr)
+        return command
+
+    def prepare(self) -> float:
+        """Prepare the next tick's solve (with ``LoopConfig.prepare``; call it after ``step``, between
+        ticks): the measured state of the tick just run is extrapolated one period ahead (its velocity,
+        and the acceleration between it and the tick before, within the robot's limits), the
+        observation built from it with the command state the next chunk starts from, and all MPPI
+        iterations but the last run on it. The next ``step`` encodes its own measurement and runs the
+        last iteration on it. Nothing is prepared when the option is off, the planner has one
+        iteration, the tick held, or its first call is predicted to end after the next tick is due (one
+        period after this one started; counted, ``"prepare skipped: budget"``): iterations that end
+        later than that delay the next tick by less than they save it. A prepared solve is
+        dropped when the next tick's state was measured more than half a period away from the
+        predicted time (counted, ``"prepared solve discarded"``), its goal differs (likewise), the
+        command state is reset, or the tick holds. A backend fault here prepares nothing and is
+        counted (``"prepare failed: <reason>"``); the next tick then solves from scratch.
+
+        Returns:
+            The time spent [s] (0 when nothing was tried).
+        """
+        nxt, self._next = self._next, None
+        self._prepared_for = None
+        self._chain.discard_prepared()
+        iterations = self.backend.planner.iterations - 1
+        if not self.config.prepare or nxt is None or iterations < 1 or self._command is None:
+            return 0.0
+        start = self._clock()
+        dt = self.config.dt
+        q, dq = nxt.q + dt * nxt.dq + 0.5 * dt * dt * nxt.ddq, nxt.dq + dt * nxt.ddq
+        try:
+            obs = self._build_observation(q, dq, nxt.goal)
+            if self._chain.prepare(obs, iterations, nxt.start + dt):
+                self._prepared_for = (nxt.t + dt, nxt.goal)
+            else:
+                self._counters["prepare skipped: budget"] += 1
+        except Fault as exc:
+            self._counters[f"prepare failed: {exc.reason.key}"] += 1
+        return self._clock() - start
+
+    def _acceleration(self, t: float, dq: np.ndarray) -> np.ndarray:
+        """The joint accelerations between the last tick's measurement and this one [rad/s^2], within
+        the robot's limits; zeros when there is no measurement up to two periods before.
+        """
+        limit = self.generator.spec.limits.ddq_max
+        if self._measured is None:
+            return np.zeros_like(dq)
+        t0, dq0 = self._measured
+        gap = t - t0
+        if not 0.0 < gap <= 2.0 * self.config.dt:
+            return np.zeros_like(dq)
+        return np.clip((dq - dq0) / gap, -limit, limit)
 
     # --- checks ---------------------------------------------------------------------------------
     def _check_inputs(
