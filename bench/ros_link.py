@@ -73,8 +73,8 @@ def main() -> None:
     ap.add_argument(
         "--prepare",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="prepare each solve between ticks, as wm_mpc_controller does (its parameter prepare)",
+        default=False,
+        help="prepare each solve between ticks (wm_mpc_controller's parameter prepare, off by default)",
     )
     ap.add_argument("--out", default="ros_link.json", help="file name under docs/results/")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/results alone")

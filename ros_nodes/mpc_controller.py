@@ -49,10 +49,10 @@ class ControllerParams:
     stale_timeout: float = param(0.05, "a joint state older than this makes the arm hold [s]", low=0.001, high=10.0)
     seed: int = param(0, "seed of the planner's noise", low=0, high=2**31 - 1)
     prepare: bool = param(
-        True,
+        False,
         "run all MPPI iterations but the last between ticks, on the joint state extrapolated one period "
         "ahead; the tick runs the last one on the measured state (joint state to command: one iteration "
-        "instead of all); false: every tick solves from scratch",
+        "instead of all, at some cost in goals reached: README); false: every tick solves from scratch",
     )
     safety_position_margin: float = param(
         0.02, "safety layer: distance kept from the joint limits [rad]", low=0.0, high=0.5

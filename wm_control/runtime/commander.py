@@ -182,10 +182,7 @@ class Commander:
                 return None
 
         at_goal = self.arrival is not None and self.arrival.update(q, dq, goal, stop) and self._fresh(t)
-        # A chunk ready later than max_lateness after its stamp is dropped: the loop's deadline is that
-        # time, less its margin for the safety layer and sending, when it comes before the budget's.
-        ready_by = stamp + self._max_lateness - self.loop.config.margin
-        command = self.loop.step(t, q, dq, goal, hold=hold or (AT_GOAL if at_goal else False), ready_by=ready_by)
+        command = self.loop.step(t, q, dq, goal, hold=hold or (AT_GOAL if at_goal else False))
         if command.start is None or len(command.chunk.positions) == 0:
             return Outgoing(None, command, None)
         if command.level == FallbackLevel.HOLD and command.reason.startswith(_SILENT):

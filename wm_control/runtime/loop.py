@@ -290,7 +290,6 @@ class ControlLoop:
         goal: np.ndarray,
         *,
         hold: bool | str = False,
-        ready_by: float | None = None,
     ) -> Command:
         """Run one tick; never raises for bad input or a backend fault (those become ``HOLD`` or a
         fallback, with a reason).
@@ -301,17 +300,12 @@ class ControlLoop:
             goal: the goal the observation is built with (``(3,)`` [m] in the base frame by default).
             hold: hold requested (e-stop or pause): brake to rest until a tick without it; a string is
                 the hold's reason (counted and reported instead of ``"hold requested"``).
-            ready_by: when the command must be ready, on the clock [s], if earlier than the tick's
-                budget after its start (a tick that starts late in its period: the executing layer
-                needs the chunk by a time fixed by its stamp).
 
         Returns:
             ``Command`` with the chunk to send and the tick's diagnostics.
         """
         start = self._clock()
         deadline = start + self.config.budget
-        if ready_by is not None:
-            deadline = min(deadline, ready_by)
         self._chain.begin_tick()
         self._counters["ticks"] += 1
         obs = np.empty(0, dtype=np.float32)
