@@ -282,15 +282,7 @@ class ControlLoop:
         self._stamps.reset()
         self._measured = self._next = self._prepared_for = None
 
-    def step(
-        self,
-        t: float,
-        q: np.ndarray,
-        dq: np.ndarray,
-        goal: np.ndarray,
-        *,
-        hold: bool | str = False,
-    ) -> Command:
+    def step(self, t: float, q: np.ndarray, dq: np.ndarray, goal: np.ndarray, *, hold: bool | str = False) -> Command:
         """Run one tick; never raises for bad input or a backend fault (those become ``HOLD`` or a
         fallback, with a reason).
 
