@@ -3,7 +3,7 @@
 
     make export
     python bench/ros_link.py [--export exports/fr3-reach] [--goals 10] [--seed 0] [--planner-seed S]
-                             [--latency-ms 12] [--jitter-ms 4] [--state-rate 250] [--no-write]
+                             [--latency-ms 12] [--jitter-ms 4] [--state-rate 250] [--prepare] [--no-write]
 
 Each control period (the contract's ``dt``) a ``Commander`` (the control loop behind the safety layer,
 built as the controller node builds it) ticks on the newest joint state the sim published at

@@ -1,7 +1,7 @@
 """The closed loop over ROS 2: sim, controller and goal publisher as three processes over DDS (loopback).
 
     make export
-    python bench/ros_loop.py [--export exports/fr3-reach] [--seconds 60] [--goals 40] [--no-write]
+    python bench/ros_loop.py [--export exports/fr3-reach] [--seconds 60] [--goals 40] [--prepare] [--no-write]
 
 Starts ``launch/sim.launch.xml`` through ``wm-control-launch`` (the deployment export, onnxruntime),
 lets it run for ``--seconds`` of closed loop after the first command, then stops it and reports:
