@@ -325,9 +325,10 @@ class ControlLoop:
         plan_deadline = deadline - (self._chain.predict("generate") or 0.0)
         decision, reasons = self._chain.decide(obs, plan_deadline)
         command = self._finish(start, deadline, age, decision, reasons)
-        if command.level != FallbackLevel.HOLD:
-            self._next = _Next(float(t), q_arr, dq_arr, self._acceleration(float(t), dq_arr), goal_arr, start)
-        self._measured = (float(t), dq_arr)
+        if self.config.prepare:  # what prepare() predicts from; nothing to keep with the option off
+            if command.level != FallbackLevel.HOLD:
+                self._next = _Next(float(t), q_arr, dq_arr, self._acceleration(float(t), dq_arr), goal_arr, start)
+            self._measured = (float(t), dq_arr)
         return command
 
     def prepare(self) -> float:
