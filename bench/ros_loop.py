@@ -153,6 +153,7 @@ def main() -> None:
         "goals_finished": goals.get("finished"),
         "goals_reached": goals.get("reached"),
         "time_to_reach_median_s": goals.get("time_to_reach_median_s"),
+        "goals_failed": [r for r in goals.get("results", []) if not r.get("reached")],
         "reflexes": text.count("[wm_mujoco_sim]: reflex:"),
         "sim": robot,
         "cpu_percent_of_one_core": cpu,

@@ -63,6 +63,7 @@ def test_run_stats_summarise_periods_latency_levels_and_misses() -> None:
     assert summary["tick_jitter_p50_ms"] == pytest.approx(0.0, abs=1e-6)
     assert 3.0 < summary["tick_jitter_p99_ms"] <= 4.0 + 1e-6
     assert summary["state_to_command_p50_ms"] == pytest.approx(16.0, abs=1e-6)  # 1 ms age + the fake's 15 ms solve
+    assert summary["state_wait_p50_ms"] == pytest.approx(1.0, abs=1e-6)  # the part before the tick started
     assert summary["ticks_by_level"] == {"MPPI": 20} and summary["deadline_misses"] == 0
     assert summary["planner_latency_p50_ms"] == pytest.approx(15.0, abs=1e-6)  # the fake's solve
     hist = summary["planner_latency_hist_ms"]

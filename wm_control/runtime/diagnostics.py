@@ -167,6 +167,7 @@ class RunStats:
         self.dt = float(dt)
         self._starts: list[float] = []
         self._state_to_command: list[float] = []
+        self._state_wait: list[float] = []
         self._planner: list[float] = []
         self._prepare: list[float] = []
         self._levels: Counter[str] = Counter()
@@ -192,14 +193,17 @@ class RunStats:
         self._planner.append(out.command.stats.latency_s)
         if sent is not None:
             self._state_to_command.append(sent - state_received)
+            self._state_wait.append(start - state_received)
         self._levels[out.command.stats.level.name] += 1
         self._misses += out.command.stats.deadline_miss
         self._counters = dict(counters)
 
     def summary(self) -> dict[str, object]:
         """Tick period p50 / p99 and jitter (``|period - dt|``) p50 / p99 [ms], joint state to command
-        p50 / p99 / max [ms], planner latency (``ControlLoop.step``) p50 / p99 [ms] and its histogram
-        (1 ms bins up to twice the period, the last bin holding everything longer), the ticks that
+        p50 / p99 / max [ms] and the part of it before the tick started (the state waiting for the
+        executor: ``state_wait``, p50 / p99 [ms]), planner latency (``ControlLoop.step``) p50 / p99
+        [ms] and its histogram (1 ms bins up to twice the period, the last bin holding everything
+        longer), the ticks that
         prepared the next solve and the time that took (p50 / p99 [ms]), ticks, share of
         full solves, deadline misses, ticks by level, counters.
         """
@@ -220,6 +224,8 @@ class RunStats:
             "state_to_command_p50_ms": pct(latency, 50),
             "state_to_command_p99_ms": pct(latency, 99),
             "state_to_command_max_ms": round(max(latency) * 1e3, 3) if latency else None,
+            "state_wait_p50_ms": pct(self._state_wait, 50),
+            "state_wait_p99_ms": pct(self._state_wait, 99),
             "planner_latency_p50_ms": pct(self._planner, 50),
             "planner_latency_p99_ms": pct(self._planner, 99),
             "planner_latency_hist_ms": self._histogram(),
