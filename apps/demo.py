@@ -4,8 +4,9 @@
     make demo ARGS="goals=3 seed=4 video=false"
     make demo ARGS=controller=scripted          # the scripted IK baseline, in-process, no ROS
 
-Exports the shipped model (``models/fr3-reach``) at the deployment budget if the export is missing or
-older than the model, then starts ``launch/sim.launch.xml`` as ``wm-control-launch`` does: the sim,
+Exports the shipped model (``models/fr3-reach``) at the deployment budget if the export is missing,
+older than the model or (the default ``exports/fr3-reach``) planned at another budget than
+``configs/deployment/fr3-reach.yaml``'s, then starts ``launch/sim.launch.xml`` as ``wm-control-launch`` does: the sim,
 the MPC controller and the goal publisher as separate processes over DDS on loopback. While they run
 it records the joint states, goals, goal results, commands and ``/diagnostics`` to MCAP and prints
 one progress line a second. At the end it prints a summary table and writes, under
@@ -191,16 +192,26 @@ def learned(args: DemoArgs) -> int:
 
 
 def ensure_export(model: Path, export: Path) -> Path:
-    """``export``, written from ``model`` first if it is missing or older than the model."""
+    """``export``, written from ``model`` first if it is missing or older than the model, or, when it is
+    the default export (``make export``'s), planned at another budget than the deployment config's
+    (``configs/deployment/fr3-reach.yaml`` changed since it was written). An export elsewhere is the
+    user's: its budget is left as it is.
+    """
     weights = model / "weights.safetensors"
     if not weights.is_file():
         raise ConfigError(
             f"model={model}: no trained model there ({weights} missing); the repository ships models/fr3-reach"
         )
     manifest = export / "model.json"
-    if manifest.is_file() and manifest.stat().st_mtime >= weights.stat().st_mtime:
-        return export
-    why = "missing" if not manifest.is_file() else "older than the model"
+    why: str | None
+    if not manifest.is_file():
+        why = "missing"
+    elif manifest.stat().st_mtime < weights.stat().st_mtime:
+        why = "older than the model"
+    else:
+        why = stale_budget(manifest) if export.resolve() == Path(DemoArgs.export).resolve() else None
+        if why is None:
+            return export
     print(f"exporting {model} to {export} at the deployment budget (the export is {why})", flush=True)
     cmd = [sys.executable, "-m", "apps.export", f"checkpoint={model}", f"out={export}", "deploy=fr3-reach"]
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -208,6 +219,25 @@ def ensure_export(model: Path, export: Path) -> Path:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise ConfigError(f"exporting {model} failed: {last}")
     return export
+
+
+def stale_budget(manifest: Path) -> str | None:
+    """Why the export of ``manifest`` (its ``model.json``) is not at fr3-reach's deployment budget;
+    ``None`` when it is (or when the file cannot say: opening the export reports that).
+    """
+    from apps.common import deploy_planner
+
+    try:
+        planned = json.loads(manifest.read_text())["planner"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    budget = deploy_planner("fr3-reach")
+    changed = [k for k in sorted(budget) if not isinstance(planned, dict) or planned.get(k) != budget[k]]
+    if not changed:
+        return None
+    was = ", ".join(f"{k} {planned.get(k) if isinstance(planned, dict) else None}" for k in changed)
+    now = ", ".join(f"{k} {budget[k]}" for k in changed)
+    return f"planned at {was}; configs/deployment/fr3-reach.yaml says {now}"
 
 
 def check_rendering() -> None:

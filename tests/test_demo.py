@@ -84,3 +84,41 @@ def test_scripted_baseline_stays_available(tmp_path: Path) -> None:
     assert "scripted resolved-rate IK baseline" in out.stdout and "reached 100% of 1 goals" in out.stdout
     (video,) = tmp_path.glob("*/scripted.mp4")
     assert video.stat().st_size > 10_000
+
+
+def test_the_default_export_is_redone_when_the_deployment_budget_changed(tmp_path: Path) -> None:
+    from apps.common import deploy_planner
+    from apps.demo import ensure_export, stale_budget
+
+    budget = deploy_planner("fr3-reach")
+    manifest = tmp_path / "model.json"
+    manifest.write_text(json.dumps({"planner": {**budget, "num_samples": 2 * budget["num_samples"]}}))
+    why = stale_budget(manifest)
+    assert why is not None and f"num_samples {2 * budget['num_samples']}" in why
+    assert f"num_samples {budget['num_samples']}" in why and "configs/deployment/fr3-reach.yaml" in why
+    manifest.write_text(json.dumps({"planner": budget}))
+    assert stale_budget(manifest) is None
+    manifest.write_text("{not json")
+    assert stale_budget(manifest) is None  # opening the export names what is wrong with it
+    # An export elsewhere is the user's: kept at its own budget, not re-exported.
+    manifest.write_text(json.dumps({"planner": {**budget, "num_samples": 2 * budget["num_samples"]}}))
+    assert ensure_export(ROOT / "models" / "fr3-reach", tmp_path) == tmp_path
+    assert json.loads(manifest.read_text())["planner"]["num_samples"] == 2 * budget["num_samples"]
+
+
+def test_the_default_export_at_an_old_budget_is_exported_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import apps.demo
+    from apps.common import deploy_planner
+
+    budget = deploy_planner("fr3-reach")
+    export = tmp_path / "fr3-reach"
+    export.mkdir()
+    (export / "model.json").write_text(json.dumps({"planner": {**budget, "iterations": budget["iterations"] + 1}}))
+    monkeypatch.setattr(apps.demo.DemoArgs, "export", str(export))  # stands for exports/fr3-reach
+    calls: list[list[str]] = []
+    monkeypatch.setattr(
+        apps.demo.subprocess, "run", lambda cmd, **_: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", "")
+    )
+    assert apps.demo.ensure_export(ROOT / "models" / "fr3-reach", export) == export
+    (cmd,) = calls
+    assert f"out={export}" in cmd and "deploy=fr3-reach" in cmd
