@@ -1,6 +1,6 @@
 """fr3-reach through the exported planner: the deployment path, not the training code.
 
-    make export     # the shipped model at the deployment budget (128 samples x 2 iterations x horizon 3)
+    make export     # the shipped model at the deployment budget (64 samples x 2 iterations x horizon 3)
     python bench/fr3_reach_deployed.py --export exports/fr3-reach [--backend onnxruntime] [--episodes 50]
 
 Each tick the ROS-free ``ControlLoop`` builds the observation from the simulated joint state, the

@@ -58,12 +58,13 @@ from wm_control.runtime.onnx_backend import OrtBackend, OrtConfig
 from wm_control.runtime.torch_backend import TorchBackend
 
 # The fr3-reach model is deployed at its deployment budget (configs/deployment/fr3-reach.yaml) and trained
-# at its training budget (sim task registry); the default table times both, beside TD-MPC2's 1M budget.
+# at its training budget (sim task registry); the default table times both, beside the deployment budget
+# before 2026-12-06 (128 x 2) and TD-MPC2's 1M budget.
 # Small-preset configs time the fr3-reach model, which is episodic (a termination head, evaluated for
 # every imagined step); the other presets time the plain TD-MPC2 model.
 FR3_REACH = sim.get_task("fr3-reach")
 NAMED_BUDGETS = {"deploy": deploy_planner("fr3-reach"), "train": dict(FR3_REACH.planner)}
-DEFAULT_CONFIGS = ["small:deploy", "small:train", "1M:512x6"]
+DEFAULT_CONFIGS = ["small:deploy", "small:128x2", "small:train", "1M:512x6"]
 GPU_CONFIGS = ["small:deploy", "5M:512x6"]
 
 

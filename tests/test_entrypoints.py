@@ -83,12 +83,12 @@ def test_train_then_eval(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "exp" / "parity.json").read_text())["passed"] is True
     # A deployment budget by name (what make export does); a planner value on the command line still wins.
     dep = _run(
-        "apps.export", f"checkpoint={run_dir}", f"out={tmp_path / 'dep'}", "deploy=fr3-reach", "planner.num_elites=128",
+        "apps.export", f"checkpoint={run_dir}", f"out={tmp_path / 'dep'}", "deploy=fr3-reach", "planner.num_elites=64",
         "parity_cases=1", "threads=1", cwd=tmp_path,
     )  # fmt: skip
     assert dep.returncode == 0, dep.stderr[-2000:]
     planner = json.loads((tmp_path / "dep" / "model.json").read_text())["planner"]
-    assert (planner["num_samples"], planner["iterations"], planner["num_elites"]) == (128, 2, 128)
+    assert (planner["num_samples"], planner["iterations"], planner["num_elites"]) == (64, 2, 64)
     unknown = _run("apps.export", f"checkpoint={run_dir}", f"out={tmp_path / 'x'}", "deploy=nope", cwd=tmp_path)
     assert unknown.returncode == 2 and "wm-control-export: error: deploy='nope'" in unknown.stderr
     missing = _run("apps.export", f"checkpoint={tmp_path / 'nowhere'}", f"out={tmp_path / 'x'}", cwd=tmp_path)
@@ -230,7 +230,7 @@ def test_the_deployment_budget_is_one_file() -> None:
     from wm_control.planning.config import MppiConfig
 
     budget = MppiConfig(**deploy_planner("fr3-reach"))
-    assert (budget.num_samples, budget.iterations, budget.horizon) == (128, 2, 3)
+    assert (budget.num_samples, budget.iterations, budget.horizon) == (64, 2, 3)
     assert planner_budget({"iterations": 3, "num_samples": None}, deploy_planner("fr3-reach"))["iterations"] == 3
     makefile = (Path(__file__).parents[1] / "Makefile").read_text()
     assert "deploy=fr3-reach" in makefile and "planner.num_samples" not in makefile
