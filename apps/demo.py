@@ -228,14 +228,16 @@ def stale_budget(manifest: Path) -> str | None:
     from apps.common import deploy_planner
 
     try:
-        planned = json.loads(manifest.read_text())["planner"]
-    except (OSError, ValueError, KeyError, TypeError):
+        planned = json.loads(manifest.read_text()).get("planner")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(planned, dict):
         return None
     budget = deploy_planner("fr3-reach")
-    changed = [k for k in sorted(budget) if not isinstance(planned, dict) or planned.get(k) != budget[k]]
+    changed = [k for k in sorted(budget) if planned.get(k) != budget[k]]
     if not changed:
         return None
-    was = ", ".join(f"{k} {planned.get(k) if isinstance(planned, dict) else None}" for k in changed)
+    was = ", ".join(f"{k} {planned.get(k)}" for k in changed)
     now = ", ".join(f"{k} {budget[k]}" for k in changed)
     return f"planned at {was}; configs/deployment/fr3-reach.yaml says {now}"
 

@@ -17,9 +17,9 @@ from rosproc import launched
 # Not yet on every run (issue 13): with the posture fine-tuned model (2026-12-05/06) 27 of 28 runs passed
 # at the 128 x 2 budget (13 alone or beside a busy process, 8 clean-clone make test, 6 through the launch
 # runner alone); one clean-clone run reached 8 of 10 (goals 4 and 5 timed out 6.8 and 5.8 cm away), no
-# reflex. At the 64 x 2 budget (2026-12-06 evening) 12 of 13 runs passed (one a clean-clone make test). It runs in
+# reflex. At the 64 x 2 budget (2026-12-06 evening) 13 of 14 runs passed (two in clean-clone make tests). It runs in
 # every make test; XPASS is the norm.
-@pytest.mark.xfail(reason="issue 13: >= 9 of 10 goals in 39 of 41 runs, not yet every run", strict=False)
+@pytest.mark.xfail(reason="issue 13: >= 9 of 10 goals in 40 of 42 runs, not yet every run", strict=False)
 def test_the_arm_reaches_seeded_goals_through_three_ros_processes(shipped_export: Path, tmp_path: Path) -> None:
     export = shipped_export
     summary, log = tmp_path / "summary.json", tmp_path / "launch.log"

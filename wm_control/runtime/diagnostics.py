@@ -203,9 +203,8 @@ class RunStats:
         p50 / p99 / max [ms] and the part of it before the tick started (the state waiting for the
         executor: ``state_wait``, p50 / p99 [ms]), planner latency (``ControlLoop.step``) p50 / p99
         [ms] and its histogram (1 ms bins up to twice the period, the last bin holding everything
-        longer), the ticks that
-        prepared the next solve and the time that took (p50 / p99 [ms]), ticks, share of
-        full solves, deadline misses, ticks by level, counters.
+        longer), the ticks that prepared the next solve and the time that took (p50 / p99 [ms]),
+        ticks, share of full solves, deadline misses, ticks by level, counters.
         """
 
         def pct(values: list[float] | np.ndarray, q: float) -> float | None:
