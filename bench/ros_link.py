@@ -3,7 +3,8 @@
 
     make export
     python bench/ros_link.py [--export exports/fr3-reach] [--goals 10] [--seed 0] [--planner-seed S]
-                             [--latency-ms 12] [--jitter-ms 4] [--state-rate 250] [--prepare] [--no-write]
+                             [--latency-ms 12] [--jitter-ms 4] [--state-rate 250] [--prepare]
+                             [--retreat-stall-time 1.5] [--no-write]
 
 Each control period (the contract's ``dt``) a ``Commander`` (the control loop behind the safety layer,
 built as the controller node builds it) ticks on the newest joint state the sim published at
@@ -11,6 +12,7 @@ built as the controller node builds it) ticks on the newest joint state the sim 
 sim node's 1 kHz layer, ``playout_delay`` from the contract) ``--latency-ms`` + uniform[0,
 ``--jitter-ms``] after its tick. The goals are the goal publisher's (random in the model's goal box
 from ``--seed``, one after another from wherever the arm is, 2 cm / 0.05 m/s / 0.2 s / 8 s timeout).
+The commander has the controller node's goal arrival and stall retreat (``--retreat-stall-time 0``: off).
 Planning takes no simulated time (every tick is a full solve), so this measures the path's semantics
 (stamps, playout, lateness, resyncs, the safety layer) and the model on that goal sequence, not this
 machine's load; ``bench/ros_loop.py`` measures the same path over DDS in real time.
@@ -44,6 +46,7 @@ from wm_control.robot import FR3
 from wm_control.runtime import control_loop, load_backend
 from wm_control.runtime.arrival import ArrivalConfig, GoalArrival
 from wm_control.runtime.commander import Commander
+from wm_control.runtime.retreat import Retreat, RetreatConfig
 from wm_control.safety import SafetyConfig, SafetyLayer
 
 
@@ -66,6 +69,12 @@ def main() -> None:
     ap.add_argument("--arrival-lead", type=float, default=0.12, help="controller's arrival_lead [s]")
     ap.add_argument(
         "--arrival-rest-speed", type=float, default=0.0, help="controller's arrival_rest_speed [m/s]; 0: off"
+    )
+    ap.add_argument(
+        "--retreat-stall-time",
+        type=float,
+        default=RetreatConfig().stall_time,
+        help="controller's retreat_stall_time [s]: back to the start pose after this long without progress; 0: off",
     )
     ap.add_argument("--no-floor", action="store_true", help="the safety layer's floor check off")
     ap.add_argument("--no-base", action="store_true", help="the safety layer's base column check off")
@@ -114,7 +123,11 @@ def main() -> None:
         )
     except WmControlError as exc:
         raise SystemExit(f"--arrival-radius / --arrival-lead / --arrival-rest-speed: {exc}") from None
-    commander = Commander(loop, safety, lambda: now[0], max_lateness=0.02, arrival=arrival)
+    try:
+        retreat = Retreat(FR3, loop.generator.velocity_scale, RetreatConfig(stall_time=args.retreat_stall_time))
+    except WmControlError as exc:
+        raise SystemExit(f"--retreat-stall-time: {exc}") from None
+    commander = Commander(loop, safety, lambda: now[0], max_lateness=0.02, arrival=arrival, retreat=retreat)
     space = contract.goal
     goals = GoalSequence(
         random_goals(args.goals, space["low"], space["high"], args.seed), GoalSettings(timeout=args.timeout)
@@ -182,6 +195,7 @@ def main() -> None:
         "arrival_radius_m": args.arrival_radius,
         "arrival_lead_s": args.arrival_lead,
         "arrival_rest_speed_m_s": args.arrival_rest_speed,
+        "retreat_stall_time_s": args.retreat_stall_time,
         "floor_check": not args.no_floor,
         "base_check": not args.no_base,
         "self_check": not args.no_self,

@@ -53,9 +53,11 @@ def node_pids(parent: int) -> dict[str, int]:
 
 
 def planning_share(ticks: dict) -> float | None:
-    """The share of full solves among the ticks that did not hold at a reached goal."""
+    """The share of full solves among the ticks that planned: not held at a reached goal, not on the way
+    back to the start pose after a stall (``RETREAT``).
+    """
     counters = ticks.get("counters", {})
-    planning = counters.get("ticks", 0) - counters.get("at the goal", 0)
+    planning = counters.get("ticks", 0) - counters.get("at the goal", 0) - counters.get("RETREAT", 0)
     return round(counters.get("MPPI", 0) / planning, 4) if planning > 0 else None
 
 

@@ -113,6 +113,20 @@ class ControllerParams:
         low=0.0,
         high=1.0,
     )
+    retreat_stall_time: float = param(
+        1.5,
+        "when the TCP has come no retreat_progress closer to its goal for this long (and is not at it), take "
+        "the arm back to its start pose in joint space, through the safety layer, and plan again from there "
+        "(once per goal); 0: off [s]",
+        low=0.0,
+        high=60.0,
+    )
+    retreat_progress: float = param(
+        0.01, "how much closer to the goal [m] the TCP must come to count as progress", low=0.001, high=1.0
+    )
+    retreat_max_time: float = param(
+        5.0, "a retreat that has not reached the start pose after this long is given up [s]", low=0.1, high=600.0
+    )
     diagnostics_period: float = param(1.0, "period of /diagnostics [s]", low=0.05, high=60.0)
     stats_file: str = param(
         "", "JSON file the run's tick statistics are written to at exit (bench/ros_loop.py); empty: none"
@@ -159,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     from wm_control.runtime.commander import Commander
     from wm_control.runtime.controller import warm_up
     from wm_control.runtime.diagnostics import RunStats, TickLog
+    from wm_control.runtime.retreat import Retreat, RetreatConfig
     from wm_control.runtime.slowed import SlowedBackend
     from wm_control.safety import SafetyConfig, SafetyLayer
 
@@ -226,11 +241,20 @@ def main(argv: list[str] | None = None) -> None:
                         f"parameter arrival_radius={p.arrival_radius} m needs a point goal; the model's goal is "
                         f"{backend.contract.goal.get('name')!r} (set arrival_radius: 0)"
                     )
+                stall = RetreatConfig(
+                    stall_time=p.retreat_stall_time, progress=p.retreat_progress, max_time=p.retreat_max_time
+                )
+                if stall.enabled and backend.contract.goal.get("name") != "point":
+                    raise ConfigError(
+                        f"parameter retreat_stall_time={p.retreat_stall_time} s needs a point goal; the model's goal "
+                        f"is {backend.contract.goal.get('name')!r} (set retreat_stall_time: 0)"
+                    )
+                retreat = Retreat(spec, loop.generator.velocity_scale, stall) if stall.enabled else None
             except WmControlError as exc:
                 self.get_logger().error(f"configure failed: {exc}")
                 return TransitionCallbackReturn.FAILURE
             self.commander = Commander(
-                loop, safety, self.now, max_lateness=p.max_lateness, arrival=GoalArrival(spec, arrival)
+                loop, safety, self.now, max_lateness=p.max_lateness, arrival=GoalArrival(spec, arrival), retreat=retreat
             )
             self.names = spec.joint_names
             self.goal_space = backend.contract.goal

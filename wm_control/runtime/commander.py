@@ -29,7 +29,10 @@ measured position, and the event is counted (``"resynced to the measured state"`
 does the same on demand (a controller that is activated again).
 
 With a ``GoalArrival`` (``wm_control.runtime.arrival``), a TCP that is at its point goal and slow is
-held there (hold reason ``"at the goal"``) until the goal changes or the arm is pushed away.
+held there (hold reason ``"at the goal"``) until the goal changes or the arm is pushed away. With a
+``Retreat`` (``wm_control.runtime.retreat``), a planner that makes no progress towards its goal is
+replaced, until the command is back at the start pose, by a joint-space move there (level ``RETREAT``),
+through the same safety layer; a hold request or a capture at the goal ends it.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from wm_control.errors import ConfigError, InputError
 from wm_control.runtime.arrival import AT_GOAL, GoalArrival
 from wm_control.runtime.fallback import FallbackLevel
 from wm_control.runtime.loop import Command, ControlLoop
+from wm_control.runtime.retreat import Retreat
 from wm_control.safety import ChunkStart, SafetyLayer, Verdict
 from wm_control.trajectory import StampedChunk
 
@@ -99,6 +103,7 @@ class Commander:
         max_lateness: a chunk ready more than this after its stamp is not sent [s]; below the
             executing layer's playout delay (default: one control period).
         arrival: holds the arm at a point goal once it is there (``None``: never).
+        retreat: takes the arm back to its start pose when the planner stalls (``None``: never).
     """
 
     def __init__(
@@ -108,6 +113,7 @@ class Commander:
         clock: Callable[[], float] = time.monotonic,
         max_lateness: float | None = None,
         arrival: GoalArrival | None = None,
+        retreat: Retreat | None = None,
     ) -> None:
         if max_lateness is not None and not max_lateness > 0:
             raise ConfigError(f"Commander max_lateness={max_lateness!r} s; valid: > 0")
@@ -122,13 +128,15 @@ class Commander:
         self._restart = True  # the next plausible state starts the loop from rest there
         self._counters: Counter[str] = Counter()
         self.arrival = arrival
+        self.retreat = retreat
 
     @property
     def counters(self) -> dict[str, int]:
-        """The loop's counters plus ``"safety interventions"``, one ``"safety: <kind>"`` per cause, and
-        ``"late chunks dropped"`` (planned, but ready too late to send).
+        """The loop's counters plus ``"safety interventions"``, one ``"safety: <kind>"`` per cause,
+        ``"late chunks dropped"`` (planned, but ready too late to send) and the retreat's counters.
         """
-        return {**self.loop.counters, **self._counters}
+        retreats = {} if self.retreat is None else self.retreat.counters
+        return {**self.loop.counters, **self._counters, **retreats}
 
     @property
     def last(self) -> StampedChunk | None:
@@ -142,6 +150,8 @@ class Commander:
         self._last, self._origin, self._ticked, self._restart = None, None, None, True
         if self.arrival is not None:
             self.arrival.reset()
+        if self.retreat is not None:
+            self.retreat.reset()
 
     def tick(self, t: float, q: np.ndarray, dq: np.ndarray, goal: np.ndarray, *, hold: bool = False) -> Outgoing:
         """Run one control tick on the state measured at ``t`` [s] (see ``ControlLoop.step``); a
@@ -182,7 +192,11 @@ class Commander:
                 return None
 
         at_goal = self.arrival is not None and self.arrival.update(q, dq, goal, stop) and self._fresh(t)
-        command = self.loop.step(t, q, dq, goal, hold=hold or (AT_GOAL if at_goal else False))
+        retreat = None
+        if self.retreat is not None and self._fresh(t):
+            command_q = None if self.loop.command_state is None else self.loop.command_state.q
+            retreat = self.retreat.update(t, q, goal, command_q, hold=bool(hold), at_goal=at_goal)
+        command = self.loop.step(t, q, dq, goal, hold=hold or (AT_GOAL if at_goal else False), retreat=retreat)
         if command.start is None or len(command.chunk.positions) == 0:
             return Outgoing(None, command, None)
         if command.level == FallbackLevel.HOLD and command.reason.startswith(_SILENT):

@@ -10,7 +10,8 @@ publishing on its command topic (``set_rivals``) and whether anything subscribes
 (``set_listeners``). ``ERROR``: another node commands the robot, nothing executes the commands, the
 arm is held by a fault (stale or bad state, no model output; with the last rejected message's reason
 when states were rejected) or the safety layer replaced a chunk; ``WARN``: rejected joint states,
-ticks below a full solve or deadline misses; ``OK`` otherwise.
+a retreat to the start pose after the planner stalled (``wm_control.runtime.retreat``), ticks below a
+full solve or deadline misses; ``OK`` otherwise.
 
 ``RunStats`` keeps the whole run for a benchmark (``bench/ros_loop.py``): tick periods, the time from
 receiving the joint state a tick used to publishing its command, levels, misses and counters.
@@ -145,12 +146,17 @@ class TickLog:
             return OK, "at the goal: holding until the next goal"
         if cmd.level == FallbackLevel.HOLD:
             return OK, "holding on request (~/hold)"
+        if cmd.level == FallbackLevel.RETREAT:
+            return WARN, f"{cmd.reason} (the planner made no progress towards the goal); it plans again from there"
         full = self._levels.get(FallbackLevel.MPPI.name, 0)
+        retreated = self._levels.get(FallbackLevel.RETREAT.name, 0)
         p99 = float(np.percentile(self._latency, 99)) * 1e3 if self._latency else math.nan
-        planned = ticks - self._held
+        planned = ticks - self._held - retreated
         summary = f"{full}/{planned} ticks full MPPI, latency p99 {p99:.1f} ms, {self._misses} deadline misses"
         if self._held:
             summary += f" ({self._held} more held at the goal or on request)"
+        if retreated:
+            return WARN, f"{summary}; {retreated} ticks back to the start pose after a stall"
         if full < planned or self._misses:
             return WARN, f"planning below budget: {summary}"
         return OK, f"planning: {summary}"

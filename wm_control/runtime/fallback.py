@@ -52,7 +52,8 @@ class FallbackLevel(enum.IntEnum):
     PARTIAL = 1  # anytime: the iterations that fit the budget (>= 1), best-so-far kept
     POLICY = 2  # policy prior action
     SHIFTED = 3  # first action of the previous plan's (already shifted) warm-start mean
-    HOLD = 4  # zero velocity target: the chunk generator brakes the command smoothly to rest
+    RETREAT = 4  # not planned: a joint-space move back to the start pose after a stall (``wm_control.runtime.retreat``)
+    HOLD = 5  # zero velocity target: the chunk generator brakes the command smoothly to rest
 
 
 class Decision(NamedTuple):
@@ -168,9 +169,9 @@ class FallbackChain:
         return True
 
     def commit(self, decision: Decision) -> None:
-        """Keep the warm start of the decision that was sent (``HOLD``: start clean)."""
-        if decision.level == FallbackLevel.HOLD:
-            # A held command brakes; the old plan no longer describes where it goes.
+        """Keep the warm start of the decision that was sent (``HOLD``, ``RETREAT``: start clean)."""
+        if decision.level >= FallbackLevel.RETREAT:
+            # A held command brakes, a retreat goes elsewhere: the old plan no longer describes where it goes.
             self.reset()
         else:
             self._mean = decision.mean
@@ -179,6 +180,10 @@ class FallbackChain:
     def hold(self) -> Decision:
         """The ``HOLD`` decision: zero velocity target."""
         return Decision(FallbackLevel.HOLD, np.zeros(self.backend.action_dim), self._zero_mean(), 0, math.nan)
+
+    def retreat(self, action: np.ndarray) -> Decision:
+        """The ``RETREAT`` decision: ``action`` ``(A,)`` in [-1, 1], chosen outside the planner."""
+        return Decision(FallbackLevel.RETREAT, action, self._zero_mean(), 0, math.nan)
 
     # --- the chain -------------------------------------------------------------------------------------
     def decide(self, obs: np.ndarray, deadline: float) -> tuple[Decision, list[Reason]]:

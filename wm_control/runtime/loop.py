@@ -282,7 +282,16 @@ class ControlLoop:
         self._stamps.reset()
         self._measured = self._next = self._prepared_for = None
 
-    def step(self, t: float, q: np.ndarray, dq: np.ndarray, goal: np.ndarray, *, hold: bool | str = False) -> Command:
+    def step(
+        self,
+        t: float,
+        q: np.ndarray,
+        dq: np.ndarray,
+        goal: np.ndarray,
+        *,
+        hold: bool | str = False,
+        retreat: tuple[np.ndarray, str] | None = None,
+    ) -> Command:
         """Run one tick; never raises for bad input or a backend fault (those become ``HOLD`` or a
         fallback, with a reason).
 
@@ -292,10 +301,21 @@ class ControlLoop:
             goal: the goal the observation is built with (``(3,)`` [m] in the base frame by default).
             hold: hold requested (e-stop or pause): brake to rest until a tick without it; a string is
                 the hold's reason (counted and reported instead of ``"hold requested"``).
+            retreat: ``(action, reason)``: send ``action`` ``(A,)`` (in [-1, 1], without the posture
+                pull) instead of planning, as level ``RETREAT`` with ``reason`` (counted); a fault or a
+                hold still holds (``wm_control.runtime.retreat`` chooses it).
 
         Returns:
             ``Command`` with the chunk to send and the tick's diagnostics.
+
+        Raises:
+            InputError: ``retreat`` has a malformed action (the caller's bug, not the robot's input).
         """
+        if retreat is not None:
+            action, why = retreat
+            retreat_action = np.asarray(action, dtype=np.float64)
+            if retreat_action.shape != (self.backend.action_dim,) or not np.all(np.abs(retreat_action) <= 1.0):
+                raise InputError(f"step: retreat action {action!r} must be ({self.backend.action_dim},) in [-1, 1]")
         start = self._clock()
         deadline = start + self.config.budget
         self._chain.begin_tick()
@@ -321,6 +341,8 @@ class ControlLoop:
             if abs(float(t) - t_pred) > 0.5 * self.config.dt or not np.array_equal(goal_arr, goal_pred):
                 self._chain.discard_prepared()  # prepared for another time or goal
                 self._counters["prepared solve discarded"] += 1
+        if retreat is not None:
+            return self._finish(start, deadline, age, self._chain.retreat(retreat_action), [Reason(why, why)])
         # The chunk must be ready by the deadline: planning stops early by the generator's cost.
         plan_deadline = deadline - (self._chain.predict("generate") or 0.0)
         decision, reasons = self._chain.decide(obs, plan_deadline)
@@ -434,8 +456,9 @@ class ControlLoop:
             chunk = TrajectoryChunk(np.empty((0, n)), np.empty((0, n)), self.generator.dt)
         else:
             t0 = self._clock()
-            # A hold brakes to rest: no posture pull (ChunkConfig.posture_gain) moves the joints on.
-            result = self.generator.generate(self._command, decision.action, posture=level != FallbackLevel.HOLD)
+            # A hold brakes to rest, a retreat goes where it aims: no posture pull (ChunkConfig.posture_gain).
+            posture = level < FallbackLevel.RETREAT
+            result = self.generator.generate(self._command, decision.action, posture=posture)
             self._chain.record("generate", self._clock() - t0)
             chunk, self._command = result.chunk, result.next_state
         end = self._clock()
