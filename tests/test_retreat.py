@@ -108,6 +108,10 @@ def test_a_retreat_that_cannot_get_home_is_given_up_and_a_hold_ends_it() -> None
     assert retreat.update(4.8, AWAY, goal, AWAY, hold=True) is None  # a hold request ends it
     assert not retreat.active
     assert retreat.counters["retreats given up"] == 2
+    third = Retreat(FR3, SCALE, RetreatConfig(stall_time=1.0))
+    assert ticks(third, 1.2, goal)[-1] is not None
+    assert third.update(1.3, AWAY, goal, AWAY, at_goal=True) is None  # captured at the goal on the way
+    assert third.counters == {"retreats": 1, "retreats ended at the goal": 1}
 
 
 def test_off_bad_inputs_and_bad_settings() -> None:
@@ -173,6 +177,31 @@ def test_the_commander_retreats_through_the_safety_layer_reports_it_and_plans_ag
     assert np.max(np.abs(starts[first] - HOME)) > 0.5
     assert reports[0].level == WARN and "back to the start pose" in reports[0].message
     assert "safety interventions" not in counters
+
+
+def test_a_robot_that_fell_silent_restarts_the_window_instead_of_retreating_on_its_return() -> None:
+    commander, clock = make()  # stall_time 1 s
+    goal = np.array([0.3, 0.0, 0.3])
+    q, dq = AWAY.copy(), np.zeros(7)
+    t0 = clock.t
+    silent = (t0 + 0.5, t0 + 2.1)  # the joint states stop for 1.6 s (their stamps stop advancing)
+    stamp, ticks = t0, []
+    while clock.t < t0 + 5.0:
+        clock.t += DT  # (the fake backend's calls advance the clock too)
+        if not silent[0] <= clock.t < silent[1]:
+            stamp = clock.t
+        out = commander.tick(stamp, q, dq, goal)
+        ticks.append((clock.t, out.command.level))
+        if out.chunk is not None:
+            state = command_state_at(out.chunk, clock.t + DT)
+            q, dq = state.q, state.dq
+    assert all(level != FallbackLevel.RETREAT for t, level in ticks if t < silent[0])
+    assert any(level == FallbackLevel.HOLD for t, level in ticks if silent[0] + 0.1 < t < silent[1])  # stale
+    back = [(t, level) for t, level in ticks if t >= silent[1]]
+    assert back[0][1] == FallbackLevel.MPPI  # planning again at once...
+    # ... in a fresh window: the fake planner makes no progress, so it retreats one stall time later.
+    first = next(t for t, level in back if level == FallbackLevel.RETREAT)
+    assert first - back[0][0] >= 1.0
 
 
 def test_a_fault_still_holds_during_a_retreat_and_a_malformed_retreat_action_is_a_caller_error() -> None:

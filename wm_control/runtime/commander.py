@@ -195,7 +195,9 @@ class Commander:
         retreat = None
         if self.retreat is not None and self._fresh(t):
             command_q = None if self.loop.command_state is None else self.loop.command_state.q
-            retreat = self.retreat.update(t, q, goal, command_q, hold=bool(hold), at_goal=at_goal)
+            # A fault held the tick before (stale or bad states): no stall was the planner's doing.
+            held = bool(hold) or bool(self.loop.fault)
+            retreat = self.retreat.update(t, q, goal, command_q, hold=held, at_goal=at_goal)
         command = self.loop.step(t, q, dq, goal, hold=hold or (AT_GOAL if at_goal else False), retreat=retreat)
         if command.start is None or len(command.chunk.positions) == 0:
             return Outgoing(None, command, None)

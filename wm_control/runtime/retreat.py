@@ -16,7 +16,8 @@ failure of a local planner with a progress checker (``required_movement_radius``
   than its best in the window, and it is further than ``near`` from the goal now (not held there by
   ``GoalArrival`` either). An arm that passes through its goal and swings around it for seconds
   without settling has stalled too (seed 0, planner seed 4: 0.6-9 cm from its goal for 8 s). The
-  window starts again when the goal changes, after a hold request and after a retreat.
+  window starts again when the goal changes (a retreat in progress goes on to the start pose), after
+  a hold (requested, or on a fault such as stale joint states) and after a retreat.
 - *retreat*: each tick's action moves the command straight towards ``RobotSpec.start_q`` in joint
   space: ``gain (start_q - q_cmd)`` [rad/s], scaled down as a whole to the action range (so the path
   is a line in joint space), divided by the generator's ``velocity_scale``. It goes through the chunk
@@ -119,7 +120,9 @@ class Retreat:
 
     @property
     def counters(self) -> dict[str, int]:
-        """``"retreats"`` begun, ``"retreats ended at the start pose"`` and ``"retreats given up"``."""
+        """``"retreats"`` begun, and how they ended: ``"retreats ended at the start pose"``,
+        ``"retreats ended at the goal"`` (captured there on the way) and ``"retreats given up"``.
+        """
         return dict(self._counters)
 
     def reset(self) -> None:
@@ -145,11 +148,12 @@ class Retreat:
             goal: the point goal ``(3,)`` [m], base frame.
             command_q: where the command the next chunk starts from is ``(n,)`` [rad] (``None``:
                 no command yet).
-            hold: a hold was requested this tick: a retreat in progress ends (given up) and the
-                stall window starts again after it.
+            hold: the arm holds this tick for a reason other than its goal (a hold request, or a
+                fault the loop held on the tick before: a stale or bad joint state): a retreat in
+                progress ends (given up) and the stall window starts again after it.
             at_goal: the arm is held at its goal (``GoalArrival``) this tick: no retreat begins, and
-                one in progress ends; the window goes on (an arm captured and let go again and again
-                short of its goal has stalled too).
+                one in progress ends (counted as ended at the goal); the window goes on (an arm
+                captured and let go again and again short of its goal has stalled too).
 
         Inputs that are not finite vectors of the right shapes change nothing and retreat nowhere (the
         control loop's own checks hold and report them).
@@ -172,7 +176,7 @@ class Retreat:
         if hold or (at_goal and self._began is not None):
             if self._began is not None:
                 self._began = None
-                self._counters["retreats given up"] += 1
+                self._counters["retreats ended at the goal" if at_goal and not hold else "retreats given up"] += 1
             self._restart_window()
             return None
         if self._began is not None:
