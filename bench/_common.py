@@ -34,9 +34,18 @@ def _version(pkg: str) -> str | None:
 
 
 def _git_commit() -> str | None:
+    """The short commit of the checkout, with ``-dirty`` when tracked Python or config files under it
+    differ from that commit (the code that ran is then not the commit's).
+    """
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "*.py", "*.yaml", "*.xml"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return None
 
