@@ -30,6 +30,8 @@ def test_captures_within_the_radius_at_rest_and_not_outside_it() -> None:
     arrival = GoalArrival(FR3, ArrivalConfig(radius=0.015, speed=0.1, release=0.03))
     assert not arrival.update(Q0, STILL, TCP0 + [0.016, 0.0, 0.0])
     assert arrival.distance == pytest.approx(0.016)
+    assert not arrival.update(np.full(7, np.nan), STILL, TCP0)
+    assert np.isnan(arrival.distance)  # none computed by this update
     assert arrival.update(Q0, STILL, TCP0 + [0.0, 0.014, 0.0])
     assert arrival.captured
 

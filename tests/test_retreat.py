@@ -71,6 +71,17 @@ def test_progress_restarts_the_window_and_no_stall_is_declared_at_the_goal() -> 
     assert all(o is None for o in ticks(Retreat(FR3, SCALE), 3.0, goal_at(0.1), at_goal=True))
 
 
+def test_a_distance_the_caller_computed_is_used_and_nan_means_compute_it_here() -> None:
+    """The commander passes ``GoalArrival.distance`` (one forward kinematics a tick, not two)."""
+    given = Retreat(FR3, SCALE, RetreatConfig(stall_time=1.0))
+    goal = goal_at(0.3)  # q stands still 30 cm away, but the given distance keeps shrinking
+    out = [given.update(k * DT, AWAY, goal, AWAY, distance=0.3 - 0.02 * k * DT) for k in range(150)]
+    assert all(o is None for o in out)
+    computed = Retreat(FR3, SCALE, RetreatConfig(stall_time=1.0))
+    out = [computed.update(k * DT, AWAY, goal, AWAY, distance=float("nan")) for k in range(150)]
+    assert any(o is not None for o in out)
+
+
 def test_an_arm_that_swings_through_its_goal_without_settling_has_stalled() -> None:
     """Measured (bench/ros_link.py, seed 0, planner seed 4): 0.6-9 cm from the goal for 8 s."""
     retreat = Retreat(FR3, SCALE, RetreatConfig(stall_time=1.5, near=0.02))

@@ -16,7 +16,8 @@ from rosproc import launched
 # Before the stall retreat (wm_control.runtime.retreat) this passed 40 of 42 runs and was an xfail: the
 # misses of this scenario's goals on simulated time were the planner stalling short of a goal or swinging
 # through it without settling (bench/ros_link.py --seed 0 --planner-seed 1 and 4). With the retreat
-# (2026-12-06 night), 13 of 13 runs passed (3 with pytest, 10 through the launch runner, each 10 of 10),
+# (2026-12-06 night), 15 of 15 runs passed (3 with pytest, 10 through the launch runner, each 10 of 10, and
+# two clean-clone make tests),
 # and on simulated time this scenario reached 10 of 10 with each of planner seeds 0-11 (bench/ros_link.py
 # --seed 0 --planner-seed P), against 8 and 9 of 10 for two of them without it.
 def test_the_arm_reaches_seeded_goals_through_three_ros_processes(shipped_export: Path, tmp_path: Path) -> None:

@@ -95,7 +95,7 @@ class GoalArrival:
         self.config = config
         self._goal: np.ndarray | None = None
         self._captured = False
-        self.distance = float("nan")  # the TCP's distance to the goal at the last update [m]
+        self.distance = float("nan")  # the TCP's distance to the goal at the last update [m]; NaN: none
 
     @property
     def captured(self) -> bool:
@@ -124,6 +124,7 @@ class GoalArrival:
         (the control loop's own checks hold and report them).
         """
         c = self.config
+        self.distance = float("nan")  # until this update computes it
         if not c.enabled:
             return False
         n = (self.spec.dof,)

@@ -197,7 +197,8 @@ class Commander:
             command_q = None if self.loop.command_state is None else self.loop.command_state.q
             # A fault held the tick before (stale or bad states): no stall was the planner's doing.
             held = bool(hold) or bool(self.loop.fault)
-            retreat = self.retreat.update(t, q, goal, command_q, hold=held, at_goal=at_goal)
+            distance = None if self.arrival is None else self.arrival.distance  # computed once a tick
+            retreat = self.retreat.update(t, q, goal, command_q, hold=held, at_goal=at_goal, distance=distance)
         command = self.loop.step(t, q, dq, goal, hold=hold or (AT_GOAL if at_goal else False), retreat=retreat)
         if command.start is None or len(command.chunk.positions) == 0:
             return Outgoing(None, command, None)

@@ -139,6 +139,7 @@ class Retreat:
         *,
         hold: bool = False,
         at_goal: bool = False,
+        distance: float | None = None,
     ) -> tuple[np.ndarray, str] | None:
         """This tick's retreat, if any: ``(action, reason)`` for ``ControlLoop.step(retreat=...)``.
 
@@ -154,6 +155,8 @@ class Retreat:
             at_goal: the arm is held at its goal (``GoalArrival``) this tick: no retreat begins, and
                 one in progress ends (counted as ended at the goal); the window goes on (an arm
                 captured and let go again and again short of its goal has stalled too).
+            distance: the TCP's distance to ``goal`` at ``q`` [m] when the caller has computed it this
+                tick (``GoalArrival.distance``); ``None`` or NaN: computed here.
 
         Inputs that are not finite vectors of the right shapes change nothing and retreat nowhere (the
         control loop's own checks hold and report them).
@@ -181,7 +184,8 @@ class Retreat:
             return None
         if self._began is not None:
             return self._retreat(t, command_q)
-        distance = float(np.linalg.norm(tcp_position(self.spec, q_) - g))
+        if distance is None or not math.isfinite(distance):
+            distance = float(np.linalg.norm(tcp_position(self.spec, q_) - g))
         if self._since is None or distance < self._best - c.progress:
             self._best, self._since = distance, t  # the window (re)starts: progress
             return None
